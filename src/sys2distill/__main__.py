@@ -1,0 +1,3 @@
+from sys2distill.cli import main
+
+main()

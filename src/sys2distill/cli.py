@@ -1,0 +1,137 @@
+"""The ``sys2distill`` command line (also ``python -m sys2distill``)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from sys2distill.errors import UserError
+
+HELP = """Distil a System 2 prompting method into System 1 answers of the same model
+(Yu et al. 2024, "Distilling System 2 into System 1", arXiv 2407.06023).
+
+Stages, each writing into the run folder (runs/<name>/) and skipped when done:
+
+  generate  sample N System 2 traces per unlabeled train input
+  filter    keep inputs whose answers are self-consistent; write the SFT dataset
+  train     fine-tune the same model on input -> final answer (no reasoning tokens)
+  evaluate  System 1, System 2 and distilled models on the held-out test split
+  report    accuracy and mean generated tokens per answer -> results.json / results.md
+
+Config values can be overridden after the config file: key=value, e.g.
+  sys2distill run configs/rar_last_letter.yaml generation.num_samples=4 task.test_size=50
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)
+
+ConfigArg = Annotated[Optional[str], typer.Argument(help="YAML config file (see configs/).")]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. task.test_size=50.")]
+
+
+def _user_errors(fn):
+    """Print a UserError as one line on stderr and exit 2: no traceback for user mistakes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _pipeline(config: str | None, overrides: list[str] | None):
+    from sys2distill.config import load_config
+    from sys2distill.pipeline import Pipeline
+
+    return Pipeline(load_config(config, overrides or []))
+
+
+@app.command()
+@_user_errors
+def run(config: ConfigArg = None, overrides: Overrides = None,
+        force: Annotated[Optional[list[str]], typer.Option(help="Redo this stage (repeatable).")] = None,
+        stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run (default: all).")] = None):
+    """Run every stage (or --stages a,b) of the pipeline; finished stages are skipped."""
+    from sys2distill.pipeline import STAGES
+
+    p = _pipeline(config, overrides)
+    p.run(tuple(stages.split(",")) if stages else STAGES, tuple(force or ()))
+    typer.echo(f"run folder: {p.dir}")
+
+
+def _stage_command(stage: str, doc: str):
+    @_user_errors
+    def command(config: ConfigArg = None, overrides: Overrides = None,
+                force: Annotated[bool, typer.Option(help="Delete this stage's outputs and redo it.")] = False):
+        p = _pipeline(config, overrides)
+        p.run((stage,), (stage,) if force else ())
+        typer.echo(f"run folder: {p.dir}")
+
+    command.__doc__ = doc
+    app.command(stage)(command)
+
+
+for _stage, _doc in [("generate", "Sample N System 2 traces per unlabeled train input."),
+                     ("filter", "Apply the consistency filter and write the distillation dataset."),
+                     ("train", "Fine-tune the model on each distillation dataset."),
+                     ("evaluate", "Score System 1, System 2 and distilled models on the test split."),
+                     ("report", "Write results.json and results.md and print the table.")]:
+    _stage_command(_stage, _doc)
+
+
+@app.command("show-prompt")
+@_user_errors
+def show_prompt(method: str, task: str, config: Annotated[Optional[str], typer.Option(help="Config with prompt overrides.")] = None,
+                index: Annotated[int, typer.Option(help="Which test example to render.")] = 0):
+    """Print the prompt(s) METHOD sends for one TASK test example (the first step's, verbatim)."""
+    from sys2distill import methods
+    from sys2distill.config import load_config
+    from sys2distill.pipeline import Pipeline
+    from sys2distill.registry import lookup
+
+    lookup(methods.REGISTRY, method, "method")
+    cfg = load_config(config, [f"task.name={task}", "task.test_size=" + str(index + 1), "evaluate.systems=[]",
+                               "distill.methods=[]"])
+    p = Pipeline(cfg)
+    m = p.method(method)
+    ex = p.task.load("test")[index]
+    for key in sorted({k.split("@")[0] for k in m.PROMPTS}):
+        typer.echo(f"--- {method}.{key} (template: {m.template(key)!r})")
+        try:
+            typer.echo(m.prompt(key, ex)[0]["content"])
+        except UserError:  # a later step's prompt needs an earlier step's output
+            typer.echo(m.template(key))
+
+
+@app.command("list")
+def list_components():
+    """List registered tasks, methods, filters and backends."""
+    from sys2distill import backends, filters, methods, tasks
+
+    for kind, reg in [("tasks", tasks.REGISTRY), ("methods", methods.REGISTRY), ("filters", filters.REGISTRY),
+                      ("backends", backends.REGISTRY)]:
+        typer.echo(f"{kind}: {', '.join(sorted(reg))}")
+
+
+@app.command("config")
+@_user_errors
+def show_config(config: ConfigArg = None, overrides: Overrides = None):
+    """Print the fully resolved config (every key, defaults filled in)."""
+    from sys2distill.config import dump_config, load_config
+
+    typer.echo(dump_config(load_config(config, overrides or [])), nl=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

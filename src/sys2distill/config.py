@@ -1,0 +1,172 @@
+"""Typed run configuration: YAML file + ``key=value`` overrides, command line wins.
+
+Unknown keys are an error naming the closest valid key (TRL's rule), so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sys2distill.errors import UserError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TaskConfig(Section):
+    name: str = "last_letter"  # a key of sys2distill.tasks.REGISTRY
+    train_size: int = Field(200, ge=1)  # unlabeled distillation inputs (paper: 200 for last-letter)
+    test_size: int = Field(200, ge=1)  # held-out evaluation items
+    seed: int = 0  # drives the synthetic item generator
+    source: str = "synthetic"  # "synthetic" or "rar" (the RaR paper's released test items)
+    options: dict[str, Any] = {}  # task-specific constructor arguments, e.g. {num_words: 2}
+
+
+class BackendConfig(Section):
+    name: str = "hf"  # a key of sys2distill.backends.REGISTRY
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # fp32 is the safe CPU default
+    device: str = "cpu"
+    batch_size: int = Field(32, ge=1)  # sequences (prompts × samples) decoded together
+
+
+class GenerationConfig(Section):
+    """Sampling of System 2 traces on the unlabeled inputs (paper Sec. 4.1: 8 samples)."""
+
+    num_samples: int = Field(8, ge=1)
+    temperature: float = Field(0.7, ge=0)  # > 0: self-consistency needs diverse samples
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(128, ge=1)  # per generation step
+    seed: int = 0
+    chunk_size: int = Field(16, ge=1)  # examples per checkpointed write: a crash loses at most one chunk
+
+
+class FilterConfig(Section):
+    name: str = "majority"  # a key of sys2distill.filters.REGISTRY
+    min_agreement: float = Field(0.5, ge=0, le=1)  # winner's share of the N samples needed to keep an input
+    enabled: bool = True  # False keeps every input with a winner (the paper's "no filter" ablation)
+
+
+class DistillConfig(Section):
+    """Which methods' traces become training targets; one distilled model per entry."""
+
+    methods: list[str] = ["system1", "rar_2step"]  # system1 here = the paper's "Distill System 1" baseline
+    target: Literal["final_response", "answer_only"] = "final_response"  # final_response: a winning trace's last output
+
+
+class TrainConfig(Section):
+    """Supervised fine-tuning on input → final answer (paper Sec. 4: loss on answer tokens only)."""
+
+    mode: Literal["full", "lora"] = "full"
+    learning_rate: float = Field(1e-5, gt=0)  # paper: 5.5e-6 for a 70B model; small models take more
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=16)  # prompt + target tokens
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    weight_decay: float = 0.0
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, le=1)
+    seed: int = 0
+
+
+class EvalConfig(Section):
+    """Greedy evaluation of every system on the test split."""
+
+    systems: list[str] = ["system1", "rar_1step", "rar_2step"]  # System 1 and System 2 methods
+    max_tokens: int = Field(256, ge=1)
+    fidelity_samples: int = Field(8, ge=1)  # System 2 samples voted on test inputs for the fidelity metric
+    temperature: float = Field(0.7, ge=0)  # sampling temperature of those fidelity samples
+
+
+class RunConfig(Section):
+    """Everything one ``sys2distill run`` needs."""
+
+    name: str = "run"
+    run_dir: str = "runs/{name}"  # where every stage writes; {name} is filled in
+    model: str = "embedded"  # 'embedded' (SmolLM2-135M-Instruct), a local folder, or a Hub id
+    task: TaskConfig = TaskConfig()
+    backend: BackendConfig = BackendConfig()
+    generation: GenerationConfig = GenerationConfig()
+    filter: FilterConfig = FilterConfig()
+    distill: DistillConfig = DistillConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvalConfig = EvalConfig()
+    prompts: dict[str, dict[str, str]] = {}  # {method: {prompt_name: template}} overrides
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not v or "/" in v:
+            raise ValueError("must be a non-empty name without '/'")
+        return v
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir.format(name=self.name))
+
+
+def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _valid_keys(ann, prefix + name + ".")
+    return keys
+
+
+def _explain(e: ValidationError) -> str:
+    err = e.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, _valid_keys(RunConfig), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "run `sys2distill config` to see every key"
+        return f"unknown config key {key!r}: {hint}"
+    return f"bad value for config key {key!r}: {err['msg']} (got {err.get('input')!r})"
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise UserError(f"override {item!r} is not key=value: write e.g. generation.num_samples=4")
+    key, raw = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw else ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config (optional), apply ``a.b=value`` overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"config file not found: {p}: pass a YAML file such as configs/rar_last_letter.yaml")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"config {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"config {p} must be a YAML mapping of keys to values")
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise UserError(_explain(e)) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(), sort_keys=False)

@@ -1,0 +1,65 @@
+"""Scoring of System 1, System 2 and distilled systems on the held-out split
+(arXiv 2407.06023 Sec. 4: accuracy and #Tokens, the mean generated tokens per answer).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+
+from sys2distill.filters.majority import majority_vote
+from sys2distill.records import Example, Trace
+from sys2distill.tasks.base import Task, normalize
+
+
+@dataclass
+class SystemScore:
+    system: str  # run-folder key, e.g. "rar_2step" or "distill_rar_2step"
+    label: str  # table name, e.g. "Distilled RaR 2-step"
+    kind: str  # "system1", "system2" or "distilled"
+    n: int
+    accuracy: float
+    accuracy_ci: tuple[float, float]  # 95% percentile bootstrap over test items
+    mean_tokens: float
+    extraction_failures: float  # share of answers the task's rule could not parse
+    fidelity: float | None = None  # distilled only: agreement with System 2's majority answer
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bootstrap_ci(values: list[float], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean: the test sets here have tens to hundreds of items."""
+    if not values:
+        return (0.0, 0.0)
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
+    return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
+
+
+def score(task: Task, examples: list[Example], traces: dict[str, list[Trace]], system: str, label: str,
+          kind: str) -> SystemScore:
+    """Accuracy of the first (greedy) trace per example and its mean generated tokens."""
+    firsts = [traces[ex.id][0] for ex in examples]
+    correct = [float(task.is_correct(t.answer, ex.answer)) for ex, t in zip(examples, firsts)]
+    return SystemScore(
+        system=system, label=label, kind=kind, n=len(examples),
+        accuracy=sum(correct) / len(correct),
+        accuracy_ci=bootstrap_ci(correct),
+        mean_tokens=sum(t.tokens for t in firsts) / len(firsts),
+        extraction_failures=sum(t.answer is None for t in firsts) / len(firsts),
+    )
+
+
+def fidelity(distilled: dict[str, list[Trace]], system2_samples: dict[str, list[Trace]]) -> float | None:
+    """How often the distilled answer equals System 2's majority answer on the same input.
+
+    Inputs where System 2 has no majority winner are left out; None if none are left.
+    """
+    hits = []
+    for ex_id, samples in system2_samples.items():
+        winner, _, _ = majority_vote([t.answer for t in samples])
+        if winner is not None:
+            answer = distilled[ex_id][0].answer
+            hits.append(answer is not None and normalize(answer) == winner)
+    return sum(hits) / len(hits) if hits else None

@@ -1,0 +1,67 @@
+"""What every method shares: prompt lookup, batched steps, and building ``Trace`` records."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from sys2distill.backends.base import Backend, Messages, SamplingParams
+from sys2distill.errors import UserError
+from sys2distill.records import Completion, Example, Step, Trace
+from sys2distill.tasks.base import Task
+
+
+class Method:
+    """A way of answering: ``run(examples, backend, params)`` → ``params.n`` traces per example.
+
+    ``PROMPTS`` maps a prompt name to a ``str.format`` template; a task-specific variant is
+    stored as ``"name@task"`` (RaR words its rephrase step differently per task). Config
+    overrides (``prompts: {method: {name: template}}``) win over both.
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]  # how reports name it, e.g. "RaR 2-step"
+    PROMPTS: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, task: Task, prompts: dict[str, str] | None = None):
+        self.task = task
+        self.overrides = dict(prompts or {})
+        unknown = set(self.overrides) - {k.split("@")[0] for k in self.PROMPTS}
+        if unknown:
+            raise UserError(
+                f"method {self.name!r} has no prompt {sorted(unknown)[0]!r}: its prompts are {sorted({k.split('@')[0] for k in self.PROMPTS})}"
+            )
+
+    def template(self, key: str) -> str:
+        return self.overrides.get(key) or self.PROMPTS.get(f"{key}@{self.task.name}") or self.PROMPTS[key]
+
+    def prompt(self, key: str, example: Example, **fields: object) -> Messages:
+        """Render one prompt as a single user turn (the chat template is the backend's job)."""
+        try:
+            text = self.template(key).format(question=example.question, **self.task.prompt_fields(example), **fields)
+        except KeyError as e:
+            raise UserError(f"prompt {self.name}.{key} uses unknown placeholder {e}: available are "
+                            f"{{question}}, {', '.join('{%s}' % k for k in [*self.task.prompt_fields(example), *fields])}") from None
+        return [{"role": "user", "content": text}]
+
+    def run(self, examples: list[Example], backend: Backend, params: SamplingParams) -> list[list[Trace]]:
+        raise NotImplementedError
+
+    def trace(self, example: Example, sample: int, steps: list[Step]) -> Trace:
+        final = steps[-1].output
+        return Trace(example_id=example.id, method=self.name, sample=sample, steps=steps, final=final,
+                     answer=self.task.extract_answer(final), tokens=sum(s.completion_tokens for s in steps))
+
+
+def make_step(name: str, messages: Messages, c: Completion) -> Step:
+    return Step(name=name, messages=messages, output=c.text, prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens, finish_reason=c.finish_reason)
+
+
+class SingleStepMethod(Method):
+    """A method that is one generation from one prompt named ``answer``."""
+
+    def run(self, examples: list[Example], backend: Backend, params: SamplingParams) -> list[list[Trace]]:
+        prompts = [self.prompt("answer", ex) for ex in examples]
+        outs = backend.generate(prompts, params)
+        return [[self.trace(ex, j, [make_step("answer", p, c)]) for j, c in enumerate(cs)]
+                for ex, p, cs in zip(examples, prompts, outs)]

@@ -1,0 +1,208 @@
+"""The pipeline of arXiv 2407.06023 Sec. 3 as resumable stages over one run folder.
+
+generate  System 2 traces on unlabeled train inputs  → generate/<method>.jsonl
+filter    consistency filter + distillation dataset   → filter/<method>.jsonl, distill/<method>.jsonl
+train     fine-tune the same model on each dataset    → train/<method>/ (DONE.json when complete)
+evaluate  System 1, System 2 and distilled on test    → evaluate/*.jsonl, evaluate/scores.json
+report    the paper-style table                       → results.json, results.md
+
+A stage whose outputs exist is skipped; generation resumes mid-way. Each stage records the
+config keys it depends on, so rerunning a finished stage with a changed config is an error
+instead of a silent mix of old and new results.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sys2distill import backends, filters, methods, tasks
+from sys2distill.backends.base import Backend, SamplingParams
+from sys2distill.config import RunConfig, dump_config
+from sys2distill.dataset import build_records
+from sys2distill.errors import UserError
+from sys2distill.evaluator import fidelity, score
+from sys2distill.generation import load_complete, run_method
+from sys2distill.models import check_model_name
+from sys2distill.records import DistillRecord, Example, FilterDecision, Trace, read_records, to_dict, write_jsonl
+from sys2distill.registry import lookup
+
+STAGES = ("generate", "filter", "train", "evaluate", "report")
+# Config keys each stage's outputs depend on (cumulative: a stage depends on its inputs' keys).
+_KEYS = {"generate": ["model", "task", "backend.dtype", "generation", "distill.methods", "prompts"]}
+_KEYS["filter"] = _KEYS["generate"] + ["filter", "distill.target"]
+_KEYS["train"] = _KEYS["filter"] + ["train"]
+_KEYS["evaluate"] = _KEYS["train"] + ["evaluate"]
+_KEYS["report"] = _KEYS["evaluate"]
+
+
+def _pick(cfg: dict, dotted: str):
+    for k in dotted.split("."):
+        cfg = cfg[k]
+    return cfg
+
+
+def distilled_label(method_label: str) -> str:
+    return "Distill System 1" if method_label == "System 1" else f"Distilled {method_label}"
+
+
+class Pipeline:
+    """One run: a config, a run folder, and the objects built from them on demand."""
+
+    def __init__(self, cfg: RunConfig, backend: Backend | None = None, loaded_base=None):
+        self.cfg = cfg
+        self.dir = cfg.path
+        # Fail fast: every name in the config is checked before any work starts.
+        task_cls = lookup(tasks.REGISTRY, cfg.task.name, "task")
+        for m in {*cfg.distill.methods, *cfg.evaluate.systems, *cfg.prompts}:
+            lookup(methods.REGISTRY, m, "method")
+        self.filter_cls = lookup(filters.REGISTRY, cfg.filter.name, "filter")
+        self.backend_cls = lookup(backends.REGISTRY, cfg.backend.name, "backend")
+        if loaded_base is None:
+            check_model_name(cfg.model)
+        t = cfg.task
+        try:
+            self.task = task_cls(train_size=t.train_size, test_size=t.test_size, seed=t.seed, source=t.source, **t.options)
+        except TypeError as e:
+            raise UserError(f"bad task.options for {t.name!r}: {e}".replace("__init__() ", "")) from None
+        self._backend = backend
+        self._loaded_base = loaded_base  # (model, tokenizer) for tests that build a tiny model in-process
+        self.timings: dict[str, dict] = {}
+
+    # -- shared pieces ---------------------------------------------------------------------
+    def method(self, name: str):
+        return methods.REGISTRY[name](self.task, self.cfg.prompts.get(name))
+
+    def backend(self) -> Backend:
+        if self._backend is None:
+            b = self.cfg.backend
+            self._backend = self.backend_cls(model=self.cfg.model, dtype=b.dtype, device=b.device,
+                                             batch_size=b.batch_size, loaded=self._loaded_base)
+        return self._backend
+
+    def examples(self, split: str) -> list[Example]:
+        path = self.dir / "data" / f"{split}.jsonl"
+        if not path.exists():
+            write_jsonl(path, self.task.load(split))
+        return read_records(path, Example)
+
+    def sampling(self) -> SamplingParams:
+        g = self.cfg.generation
+        return SamplingParams(n=g.num_samples, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens, seed=g.seed)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _fingerprint(self, stage: str) -> dict:
+        cfg = self.cfg.model_dump()
+        return {k: _pick(cfg, k) for k in _KEYS[stage]}
+
+    def _done(self, stage: str) -> bool:
+        marker = self.dir / stage / "STAGE.json"
+        if not marker.exists():
+            return False
+        old = json.loads(marker.read_text())["config"]
+        new = self._fingerprint(stage)
+        changed = [k for k in new if old.get(k) != new[k]]
+        if changed:
+            raise UserError(f"run folder {self.dir} has a finished '{stage}' stage made with different {', '.join(changed)}: "
+                            f"pass --force {stage} to redo it, or set name=<new run name>")
+        return True
+
+    def _finish(self, stage: str, seconds: float) -> None:
+        peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+        self.timings[stage] = {"seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2)}
+        (self.dir / stage).mkdir(parents=True, exist_ok=True)
+        (self.dir / stage / "STAGE.json").write_text(json.dumps({"config": self._fingerprint(stage), **self.timings[stage]}, indent=1))
+
+    def run(self, stages: tuple[str, ...] = STAGES, force: tuple[str, ...] = ()) -> None:
+        unknown = [s for s in [*stages, *force] if s not in STAGES]
+        if unknown:
+            raise UserError(f"unknown stage {unknown[0]!r}: choose from {', '.join(STAGES)}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config.yaml").write_text(dump_config(self.cfg))
+        for stage in force:
+            shutil.rmtree(self.dir / stage, ignore_errors=True)
+            if stage == "report":
+                for f in ("results.json", "results.md"):
+                    (self.dir / f).unlink(missing_ok=True)
+        for stage in STAGES:
+            if stage in stages and not self._done(stage):
+                start = time.perf_counter()
+                getattr(self, f"stage_{stage}")()
+                self._finish(stage, time.perf_counter() - start)
+
+    # -- stages ----------------------------------------------------------------------------
+    def traces(self, subdir: str, name: str, n: int) -> dict[str, list[Trace]]:
+        return load_complete(self.dir / subdir / f"{name}.jsonl", n)
+
+    def stage_generate(self) -> None:
+        train = self.examples("train")
+        for name in self.cfg.distill.methods:
+            run_method(self.method(name), train, self.backend(), self.sampling(), self.dir / "generate" / f"{name}.jsonl",
+                       self.cfg.generation.chunk_size, desc=f"generate {name} ×{self.cfg.generation.num_samples}")
+
+    def stage_filter(self) -> None:
+        train = self.examples("train")
+        filt = self.filter_cls(min_agreement=self.cfg.filter.min_agreement, enabled=self.cfg.filter.enabled)
+        for name in self.cfg.distill.methods:
+            traces = self.traces("generate", name, self.cfg.generation.num_samples)
+            missing = [ex.id for ex in train if ex.id not in traces]
+            if missing:
+                raise UserError(f"generate/{name}.jsonl lacks {len(missing)} inputs (e.g. {missing[0]}): run the generate stage first")
+            decisions = filt.apply({ex.id: traces[ex.id] for ex in train})
+            write_jsonl(self.dir / "filter" / f"{name}.jsonl", decisions)
+            records = build_records(train, traces, decisions, self.method("system1"), self.cfg.distill.target)
+            write_jsonl(self.dir / "distill" / f"{name}.jsonl", records)
+
+    def stage_train(self) -> None:
+        from sys2distill.trainer import train
+
+        for name in self.cfg.distill.methods:
+            out = self.dir / "train" / name
+            if (out / "DONE.json").exists():
+                continue
+            dataset = self.dir / "distill" / f"{name}.jsonl"
+            loaded = None
+            if self._loaded_base is not None:  # tests: train a copy of the in-process model
+                import copy
+
+                loaded = (copy.deepcopy(self._loaded_base[0]), self._loaded_base[1])
+            train(dataset, self.cfg.model, out, self.cfg.train, loaded=loaded)
+            gc.collect()
+
+    def stage_evaluate(self) -> None:
+        ev, test = self.cfg.evaluate, self.examples("test")
+        greedy = SamplingParams(n=1, temperature=0.0, max_tokens=ev.max_tokens)
+        out = self.dir / "evaluate"
+        scores = []
+        chunk = self.cfg.generation.chunk_size
+        for name in ev.systems:
+            m = self.method(name)
+            traces = run_method(m, test, self.backend(), greedy, out / f"{name}.jsonl", chunk, desc=f"evaluate {name}")
+            scores.append(score(self.task, test, traces, name, m.label, "system1" if name == "system1" else "system2"))
+        for name in self.cfg.distill.methods:
+            m = self.method(name)
+            # System 2's majority answer on the *test* inputs, for the fidelity metric.
+            voted = replace(greedy, n=ev.fidelity_samples, temperature=ev.temperature, top_p=self.cfg.generation.top_p,
+                            seed=self.cfg.generation.seed)
+            system2 = run_method(m, test, self.backend(), voted, out / f"fidelity_{name}.jsonl", chunk,
+                                 desc=f"fidelity samples {name} ×{ev.fidelity_samples}")
+            distilled_backend = self.backend_cls(model=str(self.dir / "train" / name), dtype=self.cfg.backend.dtype,
+                                                 device=self.cfg.backend.device, batch_size=self.cfg.backend.batch_size)
+            traces = run_method(self.method("system1"), test, distilled_backend, greedy, out / f"distill_{name}.jsonl",
+                                chunk, desc=f"evaluate distilled {name}")
+            del distilled_backend
+            gc.collect()
+            s = score(self.task, test, traces, f"distill_{name}", distilled_label(m.label), "distilled")
+            s.fidelity = fidelity(traces, system2)
+            scores.append(s)
+        (out / "scores.json").write_text(json.dumps([s.to_dict() for s in scores], indent=1))
+
+    def stage_report(self) -> None:
+        from sys2distill.report import write_report
+
+        write_report(self)

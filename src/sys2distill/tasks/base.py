@@ -1,0 +1,60 @@
+"""What every task provides: seedable splits of ``Example`` records, answer extraction, scoring."""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import ClassVar
+
+from sys2distill.records import Example
+
+# "The answer is X", "Final answer: X", "Answer: X" — the last such phrase wins, since
+# System 2 outputs often restate the question ("...what is the answer?") before answering.
+ANSWER_MARKER = re.compile(
+    r"(?:final answer|the answer is|answer is|answer:|answer would be|result is|result:)\s*[:\-]?\s*(.+)",
+    re.IGNORECASE,
+)
+
+
+def after_last_marker(text: str) -> str | None:
+    """The text after the last "answer is"/"Final answer:" phrase, first line only; None if absent."""
+    hits = list(ANSWER_MARKER.finditer(text))
+    if not hits:
+        return None
+    return hits[-1].group(1).strip().splitlines()[0]
+
+
+def normalize(text: str) -> str:
+    """Casefold and strip punctuation, quotes, markdown emphasis and surrounding space."""
+    text = text.casefold().replace("**", "")
+    return text.strip().strip(string.punctuation + "“”‘’ \t").strip()
+
+
+class Task:
+    """A task: ``load(split)`` gives examples; ``extract_answer`` and ``is_correct`` score text.
+
+    Labels (``Example.answer``) are for the evaluator only: distillation never reads them.
+    """
+
+    name: ClassVar[str]
+    #: One line describing the extraction rule; reports print it next to accuracy because
+    #: scores swing with the rule (a lesson from lm-evaluation-harness).
+    extraction_rule: ClassVar[str]
+    version: ClassVar[int] = 1
+
+    def __init__(self, train_size: int = 200, test_size: int = 200, seed: int = 0, source: str = "synthetic"):
+        self.train_size, self.test_size, self.seed, self.source = train_size, test_size, seed, source
+
+    def load(self, split: str) -> list[Example]:
+        """``split`` is ``train`` (unlabeled distillation inputs) or ``test`` (held out)."""
+        raise NotImplementedError
+
+    def extract_answer(self, text: str) -> str | None:
+        raise NotImplementedError
+
+    def is_correct(self, predicted: str | None, gold: str) -> bool:
+        return predicted is not None and normalize(predicted) == normalize(gold)
+
+    def prompt_fields(self, example: Example) -> dict[str, object]:
+        """Extra placeholders prompts may use besides ``{question}`` (e.g. ``{num_words}``)."""
+        return {}

@@ -1,0 +1,146 @@
+"""Fine-tune the model on input → final System 2 answer pairs (paper Sec. 4).
+
+"Distilling System 2 into System 1" (Yu et al. 2024, arXiv 2407.06023) trains the same model
+with supervised fine-tuning on the prompt–completion records of ``DistillRecord``, with the
+loss on the answer tokens only; the paper used lr 5.5e-6 and dropout 0.1 for a 70B model.
+This is a thin wrapper around TRL's ``SFTTrainer``: full fine-tuning or LoRA, a per-step
+``train_log.jsonl``, a checkpoint that ``models.load_model_and_tokenizer`` loads, and a
+``DONE.json`` marker written last (a folder without it counts as unfinished).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from sys2distill.config import TrainConfig
+from sys2distill.errors import UserError
+from sys2distill.models import load_model_and_tokenizer, resolve_model
+
+DONE = "DONE.json"
+LOG = "train_log.jsonl"
+
+
+def _log_callback(path: Path):
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        """Append every log entry (loss, lr, grad norm per step) as one JSON line."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("")  # a retrained folder starts a fresh log
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    return JsonlLog()
+
+
+def _base_path(model: str) -> str:
+    """The base model as a path that resolves from any working directory (or a Hub id)."""
+    source = resolve_model(model)
+    return str(Path(source).resolve()) if Path(source).exists() else source
+
+
+def build_trainer(dataset_path: Path, model: str, output_dir: Path, cfg: TrainConfig, *, loaded=None):
+    """Set up an ``SFTTrainer`` on the JSONL of ``DistillRecord``s; ``train`` runs it."""
+    import torch
+    from datasets import load_dataset
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    if not Path(dataset_path).is_file():
+        raise UserError(f"training data not found: {dataset_path}: rerun the dataset stage")
+    if not Path(dataset_path).read_text(encoding="utf-8").strip():
+        raise UserError(f"no training examples in {dataset_path}: loosen filter.min_agreement or raise task.train_size")
+    set_seed(cfg.seed)  # before the model is touched: LoRA's random init happens inside SFTTrainer
+    net, tokenizer = loaded if loaded is not None else load_model_and_tokenizer(model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    data = load_dataset("json", data_files=str(dataset_path), split="train")
+    data = data.select_columns(["prompt", "completion"])  # TRL's conversational prompt–completion format
+
+    cuda = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        completion_only_loss=True,  # paper Sec. 4: loss on the answer tokens, never on the input
+        max_length=cfg.max_length,  # prompt + answer; longer records are cut at the end
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,  # > 0 overrides epochs
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=min(cfg.warmup_ratio, 0.999),  # transformers 5 dropped warmup_ratio: a float < 1 is a ratio
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        use_cpu=not cuda,  # also what makes torchrun on CPUs data-parallel (gloo) instead of N copies
+        bf16=cuda and torch.cuda.is_bf16_supported(),  # TRL defaults it on, even on CPU (slow there)
+        fp16=False,
+        activation_checkpointing=False,  # TRL turns it on; small models are compute-bound (transformers 5 name)
+        logging_steps=1,
+        save_strategy="no",  # only the final model is saved, by ``train``
+        report_to="none",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
+    )
+    peft_config = None
+    if cfg.mode == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules="all-linear",  # every linear layer but the output head
+            task_type="CAUSAL_LM",
+        )
+    trainer = SFTTrainer(
+        model=net,
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[_log_callback(Path(output_dir) / LOG)],
+    )
+    if len(trainer.train_dataset) == 0:
+        raise UserError(f"every prompt in {dataset_path} fills train.max_length={cfg.max_length}: raise train.max_length")
+    if cfg.mode == "lora":  # the adapter must name a base that loads from anywhere (peft stores name_or_path)
+        trainer.model.peft_config["default"].base_model_name_or_path = _base_path(model)
+    return trainer
+
+
+def train(dataset_path: Path, model: str, output_dir: Path, cfg: TrainConfig, *, loaded=None) -> Path:
+    """Fine-tune ``model`` on ``dataset_path`` and save a loadable checkpoint in ``output_dir``.
+
+    ``loaded`` is an already-loaded ``(model, tokenizer)`` pair (LoRA wraps that model in place);
+    ``model`` still names the base, which a LoRA adapter records. Full mode saves the whole model, LoRA mode the adapter (loaded
+    merged by ``load_model_and_tokenizer``); both save the tokenizer and end with ``DONE.json``.
+    """
+    output_dir = Path(output_dir)
+    (output_dir / DONE).unlink(missing_ok=True)  # a retrain is unfinished until it ends
+    trainer = build_trainer(dataset_path, model, output_dir, cfg, loaded=loaded)
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    trainer.save_model(str(output_dir))  # rank 0 writes; the tokenizer is saved alongside
+    if trainer.is_world_process_zero():
+        if cfg.mode == "lora":  # models.resolve_model accepts only folders with a config.json
+            trainer.model.get_base_model().config.save_pretrained(output_dir)
+        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        done = {
+            "steps": trainer.state.global_step,
+            "final_loss": losses[-1] if losses else None,
+            "mean_loss": result.training_loss,
+            "train_seconds": round(seconds, 2),
+            "examples": len(trainer.train_dataset),
+            "mode": cfg.mode,
+            "model": model,
+        }
+        (output_dir / DONE).write_text(json.dumps(done, indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()  # no rank returns before the checkpoint is complete
+    return output_dir

@@ -1,0 +1,72 @@
+"""The HF backend on a tiny random Llama with the embedded model's real tokenizer."""
+
+import pytest
+import torch
+
+from sys2distill.backends import REGISTRY
+from sys2distill.backends.base import SamplingParams
+from sys2distill.backends.hf import HFBackend, top_p_filter
+
+PROMPTS = [[{"role": "user", "content": "Take the last letters of the words in \"Edgar Bob\" and concatenate them."}],
+           [{"role": "user", "content": "Hi"}],
+           [{"role": "user", "content": "A coin is heads up. Ka flips the coin. Is the coin still heads up?"}]]
+
+
+@pytest.fixture
+def backend(embedded_tokenizer, tiny_model):
+    return HFBackend(loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer), batch_size=4)
+
+
+def test_registry():
+    assert REGISTRY["hf"] is HFBackend
+
+
+def test_greedy_matches_transformers_generate(backend):
+    """Left padding, position ids and the shared-prefill KV cache must not change the output."""
+    out = backend.generate(PROMPTS, SamplingParams(max_tokens=12))
+    tok, model = backend.tokenizer, backend.model
+    for messages, (c,) in zip(PROMPTS, out):
+        enc = tok(backend.render(messages), return_tensors="pt", add_special_tokens=False)
+        ref = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+        new = ref[0, enc.input_ids.shape[1]:]
+        assert c.text == tok.decode(new, skip_special_tokens=True).strip()
+        assert c.prompt_tokens == enc.input_ids.shape[1]
+        assert c.completion_tokens == len(new)
+
+
+def test_samples_shapes_counts_and_seeds(backend):
+    params = SamplingParams(n=3, temperature=1.0, top_p=0.9, max_tokens=10, seed=7)
+    out = backend.generate(PROMPTS, params)
+    assert [len(cs) for cs in out] == [3, 3, 3]
+    for cs in out:
+        for c in cs:
+            assert 1 <= c.completion_tokens <= 10
+            assert c.finish_reason == ("length" if c.completion_tokens == 10 else "stop")
+    assert len({c.text for c in out[0]}) > 1  # samples differ
+    # Sample j of a prompt does not depend on what else is in the batch.
+    alone = backend.generate(PROMPTS[2:], params)
+    assert [c.text for c in alone[0]] == [c.text for c in out[2]]
+    again = backend.generate(PROMPTS, params)
+    assert [[c.text for c in cs] for cs in again] == [[c.text for c in cs] for cs in out]
+
+
+def test_greedy_n_copies(backend):
+    out = backend.generate(PROMPTS[:1], SamplingParams(n=4, max_tokens=6))
+    assert len({c.text for c in out[0]}) == 1 and len(out[0]) == 4
+
+
+def test_stop_string_cuts_text_and_counts_tokens(backend):
+    full = backend.generate(PROMPTS[:1], SamplingParams(max_tokens=16))[0][0]
+    words = full.text.split()
+    assert len(words) > 3
+    stop = words[2]
+    cut = backend.generate(PROMPTS[:1], SamplingParams(max_tokens=16, stop=(stop,)))[0][0]
+    assert stop not in cut.text and full.text.startswith(cut.text)
+    assert cut.finish_reason == "stop" and cut.completion_tokens < full.completion_tokens
+
+
+def test_top_p_filter():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    kept = top_p_filter(probs, 0.7)
+    assert torch.allclose(kept, torch.tensor([[0.5, 0.3, 0.0, 0.0]]))  # keeps the token that crosses 0.7
+    assert torch.equal(top_p_filter(probs, 1.0), probs)

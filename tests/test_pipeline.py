@@ -1,0 +1,109 @@
+"""The whole pipeline on a tiny random model with the embedded model's real tokenizer."""
+
+import json
+
+import pytest
+
+from sys2distill.config import load_config
+from sys2distill.errors import UserError
+from sys2distill.pipeline import Pipeline
+from sys2distill.records import DistillRecord, FilterDecision, Trace, read_records
+from sys2distill.tasks.last_letter import LastLetter
+
+OVERRIDES = [
+    "task.name=last_letter", "task.train_size=6", "task.test_size=4",
+    "generation.num_samples=2", "generation.temperature=0", "generation.max_tokens=6", "generation.chunk_size=4",
+    "distill.methods=[system1,rar_2step]", "train.max_steps=2", "train.batch_size=4",
+    "evaluate.systems=[system1,rar_1step,rar_2step]", "evaluate.max_tokens=6", "evaluate.fidelity_samples=2", "evaluate.temperature=0",
+    "backend.batch_size=8",
+]
+
+
+@pytest.fixture
+def tiny(embedded_tokenizer, tiny_model, monkeypatch):
+    # A random model writes random tokens: let any last word count as an answer so the
+    # filter keeps inputs and the train stage has data. Extraction has its own tests.
+    monkeypatch.setattr(LastLetter, "extract_answer", lambda self, text: text.split()[-1] if text.split() else "empty")
+    return tiny_model(embedded_tokenizer), embedded_tokenizer
+
+
+def make(tmp_path, tiny, *extra):
+    cfg = load_config(None, [*OVERRIDES, f"run_dir={tmp_path}/{{name}}", *extra])
+    return Pipeline(cfg, loaded_base=tiny)
+
+
+def test_end_to_end_then_resume(tmp_path, tiny):
+    p = make(tmp_path, tiny)
+    p.run()
+    d = p.dir
+    gen = read_records(d / "generate" / "rar_2step.jsonl", Trace)
+    assert len(gen) == 6 * 2 and all(len(t.steps) == 2 for t in gen)
+    assert all(t.tokens == sum(s.completion_tokens for s in t.steps) for t in gen)
+    decisions = read_records(d / "filter" / "rar_2step.jsonl", FilterDecision)
+    assert len(decisions) == 6 and all(dec.kept for dec in decisions)  # greedy samples agree
+    records = read_records(d / "distill" / "rar_2step.jsonl", DistillRecord)
+    by_id = {t.id: t for t in gen}
+    for r in records:
+        # Input = the System 1 prompt; target = the winning trace's final answer, no rephrasing.
+        assert r.prompt[0]["content"].startswith("Take the last letters")
+        assert r.completion[0]["content"] == by_id[r.metadata["source_trace_ids"][0]].final
+        assert r.metadata["method"] == "rar_2step" and r.metadata["agreement"] == 1.0
+    assert (d / "train" / "rar_2step" / "DONE.json").exists()
+
+    results = json.loads((d / "results.json").read_text())
+    labels = [s["label"] for s in results["scores"]]
+    assert labels == ["System 1", "RaR 1-step", "RaR 2-step", "Distill System 1", "Distilled RaR 2-step"]
+    for s in results["scores"]:
+        assert s["n"] == 4 and 0 <= s["accuracy"] <= 1
+    rar2 = read_records(d / "evaluate" / "rar_2step.jsonl", Trace)
+    assert results["scores"][2]["mean_tokens"] == pytest.approx(sum(t.tokens for t in rar2) / 4)
+    assert results["scores"][4]["fidelity"] is not None
+    assert set(results["stages"]) == {"generate", "filter", "train", "evaluate"}
+    md = (d / "results.md").read_text()
+    assert "| Distilled RaR 2-step |" in md and "Extraction rule" in md
+
+    # Rerun: every stage is found finished, nothing is regenerated or retrained.
+    stamps = {f: f.stat().st_mtime_ns for f in d.rglob("*.jsonl")}
+    done = (d / "train" / "rar_2step" / "DONE.json").read_text()
+    make(tmp_path, tiny).run()
+    assert {f: f.stat().st_mtime_ns for f in d.rglob("*.jsonl")} == stamps
+    assert (d / "train" / "rar_2step" / "DONE.json").read_text() == done
+
+    # A changed config on a finished stage is refused, not silently mixed in.
+    with pytest.raises(UserError, match="different generation"):
+        make(tmp_path, tiny, "generation.max_tokens=7").run()
+    # Redoing a later stage keeps the earlier ones.
+    make(tmp_path, tiny, "evaluate.systems=[system1]").run(force=("evaluate", "report"))
+    assert [s["system"] for s in json.loads((d / "results.json").read_text())["scores"]][0] == "system1"
+    assert {f: f.stat().st_mtime_ns for f in (d / "generate").glob("*.jsonl")} == {
+        f: t for f, t in stamps.items() if f.parent.name == "generate"}
+
+
+def test_interrupted_generation_resumes(tmp_path, tiny):
+    p = make(tmp_path, tiny, "distill.methods=[system1]")
+    p.run(stages=("generate",))
+    path = p.dir / "generate" / "system1.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:5]) + lines[5][:20])  # killed mid-write of example 3
+    (p.dir / "generate" / "STAGE.json").unlink()
+    make(tmp_path, tiny, "distill.methods=[system1]").run(stages=("generate",))
+    traces = read_records(path, Trace)
+    assert sorted(t.id for t in traces) == sorted(f"system1/{e}/{j}" for e in {t.example_id for t in traces} for j in (0, 1))
+    assert len(traces) == 12
+
+
+def test_empty_dataset_is_a_clear_error_and_keeps_work(tmp_path, tiny, monkeypatch):
+    monkeypatch.setattr(LastLetter, "extract_answer", lambda self, text: None)
+    p = make(tmp_path, tiny, "distill.methods=[system1]")
+    with pytest.raises(UserError, match="no training examples"):
+        p.run()
+    assert (p.dir / "generate" / "system1.jsonl").exists() and (p.dir / "filter" / "STAGE.json").exists()
+
+
+def test_unknown_names_fail_fast(tmp_path):
+    for bad, msg in [("task.name=last_leter", "unknown task 'last_leter': did you mean 'last_letter'"),
+                     ("distill.methods=[rar2step]", "unknown method 'rar2step'"),
+                     ("filter.name=usc2", "unknown filter 'usc2'"),
+                     ("task.options={num_wrds: 3}", "bad task.options for 'last_letter'")]:
+        with pytest.raises(UserError, match=msg):
+            Pipeline(load_config(None, [bad, f"run_dir={tmp_path}/x"]))

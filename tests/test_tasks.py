@@ -1,0 +1,188 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from sys2distill.errors import UserError
+from sys2distill.tasks import REGISTRY
+from sys2distill.tasks.coin_flip import CoinFlip
+from sys2distill.tasks.last_letter import LastLetter
+
+RAR = Path(__file__).parents[1] / "src/sys2distill/tasks/data/rar"
+TASKS = [LastLetter, CoinFlip]
+
+
+def rar(name):
+    return json.loads((RAR / name).read_text())
+
+
+def words_of(ex):
+    return {w.lower() for w in ex.metadata["words"]}
+
+
+def test_registry():
+    assert REGISTRY["last_letter"] is LastLetter and REGISTRY["coin_flip"] is CoinFlip
+    assert all(cls.extraction_rule for cls in TASKS)
+
+
+@pytest.mark.parametrize("cls", TASKS)
+def test_deterministic_sizes_and_ids(cls):
+    a, b, c = cls(seed=0, train_size=30, test_size=20), cls(seed=0, train_size=30, test_size=20), cls(seed=1)
+    for split, n in [("train", 30), ("test", 20)]:
+        assert a.load(split) == b.load(split)
+        assert len(a.load(split)) == n
+        assert [e.question for e in a.load(split)] != [e.question for e in c.load(split)[:n]]
+        assert len({e.question for e in a.load(split)}) == n  # no repeated items
+    assert a.load("test")[7].id == f"{cls.name}-test-0007"
+
+
+@pytest.mark.parametrize("cls", TASKS)
+def test_train_unlabeled_and_words_held_out(cls):
+    task = cls(train_size=200, test_size=200)
+    train, test = task.load("train"), task.load("test")
+    assert all(e.answer is None for e in train) and all(e.answer for e in test)
+    assert not set().union(*map(words_of, train)) & set().union(*map(words_of, test))
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_last_letter_synthetic_answers(k):
+    task = LastLetter(test_size=50, num_words=k)
+    for e in task.load("test"):
+        words = re.search(r'"(.+)"', e.question).group(1).split()
+        assert e.question == f'Take the last letters of the words in "{" ".join(words)}" and concatenate them.'
+        assert e.answer == "".join(w[-1].lower() for w in words) and len(e.answer) == k
+        assert e.metadata["words"] == words and task.prompt_fields(e) == {"num_words": k}
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_coin_flip_synthetic_answers(k):
+    test = CoinFlip(test_size=300, num_people=k).load("test")
+    for e in test:
+        flips = e.question.count(" flips the coin.")
+        assert flips + e.question.count(" does not flip the coin.") == k
+        assert e.question.startswith("A coin is heads up. ") and e.question.endswith(" Is the coin still heads up?")
+        assert e.answer == ("yes" if flips % 2 == 0 else "no")
+        assert e.metadata["flips"].count(True) == flips
+    assert 0.35 < sum(e.answer == "yes" for e in test) / len(test) < 0.65  # roughly balanced
+
+
+@pytest.mark.parametrize("k, file, n", [(2, "last_letter_concatenation_gpt-4.json", 219),
+                                        (4, "last_letter_concatenation4_gpt-4.json", 220)])
+def test_last_letter_rar(k, file, n):
+    task = LastLetter(source="rar", num_words=k, train_size=150, test_size=1000)
+    test, train = task.load("test"), task.load("train")
+    assert [(e.question, e.answer) for e in test] == [(it["question"], it["answer"]) for it in rar(file)]
+    assert len(test) == n and all(e.answer is None for e in train) and len(train) == 150
+    assert not set().union(*map(words_of, train)) & set().union(*map(words_of, test))
+    assert LastLetter(source="rar", num_words=k, test_size=10).load("test") == test[:10]
+
+
+def test_coin_flip_rar():
+    task = CoinFlip(source="rar", train_size=2000, test_size=1000)
+    test, train = task.load("test"), task.load("train")
+    gold = rar("coin_val_gpt-4.json")
+    assert [(e.question, e.answer) for e in test] == [(it["question"], it["answer"]) for it in gold]
+    assert len(test) == 220 and len(train) == 1333 - 220 and all(e.answer is None for e in train)
+    assert not {e.question for e in train} & {e.question for e in test}  # same surface form, so this bites
+    for e in test:  # gold = parity of flips, checked independently
+        assert e.answer == ("yes" if e.question.count(" flips the coin.") % 2 == 0 else "no")
+    assert CoinFlip(source="rar", test_size=5).load("test") == test[:5]
+    assert CoinFlip(source="rar", seed=1, train_size=5).load("train") != train[:5]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LastLetter(source="wiki"), lambda: CoinFlip(source="wiki"), lambda: LastLetter(source="rar", num_words=3),
+    lambda: LastLetter(num_words=0), lambda: CoinFlip(num_people=0), lambda: LastLetter().load("dev"),
+    lambda: LastLetter(test_size=10**6).load("test"),
+])
+def test_user_errors(make):
+    with pytest.raises(UserError):
+        make()
+
+
+def test_user_error_names_choices():
+    with pytest.raises(UserError, match="2, 4"):
+        LastLetter(source="rar", num_words=3)
+    with pytest.raises(UserError, match="'synthetic', 'rar'"):
+        CoinFlip(source="wiki")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("rb", "rb"),
+    ('"rb"', "rb"),
+    ('The answer is "rb".', "rb"),
+    ("Final answer: RB", "rb"),
+    ("**rb**", "rb"),
+    ("The last letters are r and b, so the answer is rb.", "rb"),
+    ("Concatenating them gives: rb", "rb"),
+    ("r + b = rb", "rb"),
+    ("The last letter of Edgar is r.\nThe last letter of Bob is b.\nrb", "rb"),
+    ('Take the last letters of the words in "Edgar Bob" and concatenate them.\nEdgar ends in r, Bob in b.\n'
+     "The answer is rb.", "rb"),
+    ("**Answer:** rb", "rb"),
+    ("The answer is: **rb**", "rb"),
+    ("Answer: r b", "rb"),
+    ("Final answer: r-b", "rb"),
+    ("So, the final answer is `rb`.", "rb"),
+    ('Concatenating "r" and "b" gives "rb".', "rb"),
+    ("Thus we get rb.", "rb"),
+    ('So "rb" is the answer.', "rb"),
+    ("Edgar → r\nBob → b\nConcatenated: rb\n\nHope this helps!", "rb"),
+    ("Edgar's last letter is r and Bob's is b. Together they form rb.", "rb"),
+    ("The answer is as follows:\nRB", "rb"),
+    ("The answer is r + b = rb (Edgar, Bob).", "rb"),
+    ("Final answer: YAEY", "yaey"),
+    ("Final answer: The last letters are r and b, so rb.", "rb"),
+    ('Final answer: the concatenation of "r" and "b" is "rb"', "rb"),
+    ("The answer is rb, which is correct.", "rb"),
+    ("rb\n\nExplanation: Edgar ends with r and Bob ends with b.", "rb"),
+    ("Sure!\nEdgar ends with r, Bob with b, so together: rb", "rb"),
+    ("The answer is no.", "no"),  # a real answer ("Shannon Alejandro"), not a refusal
+    ('Take the last letters of the words in "Edgar Bob" and concatenate them.', None),
+    ("", None),
+    ("I am not sure about this one.", None),
+])
+def test_last_letter_extraction(text, expected):
+    assert LastLetter().extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Yes", "yes"),
+    ("no.", "no"),
+    ("**No**", "no"),
+    ("The answer is no.", "no"),
+    ("Final answer: Yes", "yes"),
+    ("Answer: no", "no"),
+    ("Yes, the coin is still heads up.", "yes"),
+    ("No, it is tails up now.", "no"),
+    ("Edgar flips it to tails, Bob flips it back to heads. So yes.", "yes"),
+    ("Is the coin still heads up? Answer the Yes or No question.\nThe coin was flipped once, so no.", "no"),
+    ("Answer the Yes or No question: the coin was flipped twice, so it is still heads up.", "yes"),
+    ("A coin is heads up. Edgar flips the coin. Is the coin still heads up?\nIt ends up tails.", "no"),
+    ("The coin was flipped once, so it is no longer heads up.", "no"),
+    ("No one flips the coin, so the answer is yes.", "yes"),
+    ("No one flips the coin, so it is still heads up.", "yes"),
+    ("Step 1: tails. Step 2: heads.\nFinal answer: **Yes**", "yes"),
+    ("The answer is: it is not heads up.", "no"),
+    ("yes/no: yes", "yes"),
+    ("After two flips it's heads up again.", "yes"),
+    ("The coin is heads up? No.", "no"),
+    ("After Edgar flips, tails. After Bob flips, heads. The coin is heads up.", "yes"),
+    ("It goes from heads up to tails.", "no"),
+    ("It is heads up, then tails.", None),
+    ("A coin is heads up. Is the coin still heads up?", None),
+    ("I cannot tell.", None),
+    ("", None),
+])
+def test_coin_flip_extraction(text, expected):
+    assert CoinFlip().extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("task, predicted, gold, ok", [
+    (LastLetter(), "RB.", "rb", True), (LastLetter(), '"rb"', "rb", True), (LastLetter(), "rb", "br", False),
+    (LastLetter(), None, "rb", False), (CoinFlip(), "Yes!", "yes", True), (CoinFlip(), "**NO**", "no", True),
+    (CoinFlip(), "no", "yes", False),
+])
+def test_is_correct(task, predicted, gold, ok):
+    assert task.is_correct(predicted, gold) is ok
