@@ -99,13 +99,13 @@ def test_lora_changes_only_adapter_and_loads_merged(tmp_path, embedded_tokenizer
 
 
 def test_overfitting_two_records_lowers_the_loss(tmp_path, embedded_tokenizer, tiny_model):
-    cfg = TrainConfig(learning_rate=1e-2, max_steps=30, batch_size=2)
+    cfg = TrainConfig(learning_rate=3e-2, max_steps=20, batch_size=2)
     out = train(
         write_records(tmp_path / "train.jsonl", 2), "tiny", tmp_path / "out", cfg,
         loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer),
     )
     losses = [e["loss"] for e in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "loss" in e]
-    assert len(losses) == 30 and losses[-1] < 0.7 * losses[0]  # 10.9 → 6.6 here
+    assert len(losses) == 20 and losses[-1] < 0.5 * losses[0]  # 10.8 → 3.7 here
 
 
 def test_empty_dataset_is_a_user_error(tmp_path, embedded_tokenizer, tiny_model):

@@ -107,8 +107,9 @@ def check_model_name(name: str) -> str:
         return name
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise UserError(f"model path {path} has no config.json: point `model` at a Hugging Face checkpoint folder")
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+            raise UserError(f"model path {path} has no config.json: point `model` at a Hugging Face checkpoint "
+                            "(or LoRA adapter) folder")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"model path {name} does not exist: fix `model` (a folder, a Hub id, or 'embedded')")

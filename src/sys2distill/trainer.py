@@ -118,8 +118,9 @@ def train(dataset_path: Path, model: str, output_dir: Path, cfg: TrainConfig, *,
     """Fine-tune ``model`` on ``dataset_path`` and save a loadable checkpoint in ``output_dir``.
 
     ``loaded`` is an already-loaded ``(model, tokenizer)`` pair (LoRA wraps that model in place);
-    ``model`` still names the base, which a LoRA adapter records. Full mode saves the whole model, LoRA mode the adapter (loaded
-    merged by ``load_model_and_tokenizer``); both save the tokenizer and end with ``DONE.json``.
+    ``model`` still names the base, which a LoRA adapter records. Full mode saves the whole
+    model, LoRA mode the adapter (``load_model_and_tokenizer`` merges it); both save the
+    tokenizer and end with ``DONE.json``.
     """
     output_dir = Path(output_dir)
     (output_dir / DONE).unlink(missing_ok=True)  # a retrain is unfinished until it ends
@@ -129,8 +130,6 @@ def train(dataset_path: Path, model: str, output_dir: Path, cfg: TrainConfig, *,
     seconds = time.perf_counter() - start
     trainer.save_model(str(output_dir))  # rank 0 writes; the tokenizer is saved alongside
     if trainer.is_world_process_zero():
-        if cfg.mode == "lora":  # models.resolve_model accepts only folders with a config.json
-            trainer.model.get_base_model().config.save_pretrained(output_dir)
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
         done = {
             "steps": trainer.state.global_step,
