@@ -13,8 +13,9 @@ from sys2distill.tasks.last_letter import LastLetter
 OVERRIDES = [
     "task.name=last_letter", "task.train_size=6", "task.test_size=4",
     "generation.num_samples=2", "generation.temperature=0", "generation.max_tokens=6", "generation.chunk_size=4",
-    "distill.methods=[system1,rar_2step]", "train.max_steps=2", "train.batch_size=4",
-    "evaluate.systems=[system1,rar_1step,rar_2step]", "evaluate.max_tokens=6", "evaluate.fidelity_samples=2", "evaluate.temperature=0",
+    "distill.methods=[system1,rar_2step,{method: rar_2step, name: one_sample, num_samples: 1, filter: {enabled: false}}]",
+    "train.max_steps=2", "train.batch_size=4",
+    "evaluate.systems=[system1,rar_1step,rar_2step]", "evaluate.max_tokens=6", "evaluate.fidelity_samples=2",
     "backend.batch_size=8",
 ]
 
@@ -52,7 +53,12 @@ def test_end_to_end_then_resume(tmp_path, tiny):
 
     results = json.loads((d / "results.json").read_text())
     labels = [s["label"] for s in results["scores"]]
-    assert labels == ["System 1", "RaR 1-step", "RaR 2-step", "Distill System 1", "Distilled RaR 2-step"]
+    assert labels == ["System 1", "RaR 1-step", "RaR 2-step", "Distill System 1", "Distilled RaR 2-step",
+                      "Distilled RaR 2-step (one_sample)"]
+    # The one-sample ablation reuses the first of the generated samples: nothing extra generated.
+    one = read_records(d / "distill" / "one_sample.jsonl", DistillRecord)
+    assert all(r.metadata["source_trace_ids"] == [f"rar_2step/{r.id}/0"] for r in one)
+    assert results["filter"]["one_sample"]["inputs"] == 6
     for s in results["scores"]:
         assert s["n"] == 4 and 0 <= s["accuracy"] <= 1
     rar2 = read_records(d / "evaluate" / "rar_2step.jsonl", Trace)
@@ -104,6 +110,8 @@ def test_unknown_names_fail_fast(tmp_path):
     for bad, msg in [("task.name=last_leter", "unknown task 'last_leter': did you mean 'last_letter'"),
                      ("distill.methods=[rar2step]", "unknown method 'rar2step'"),
                      ("filter.name=usc2", "unknown filter 'usc2'"),
+                     ("distill.methods=[{method: system1, filter: {name: majorty}}]", "unknown filter 'majorty'"),
+                     ("distill.methods=[system1,{method: system1}]", "share the name 'system1'"),
                      ("task.options={num_wrds: 3}", "bad task.options for 'last_letter'")]:
         with pytest.raises(UserError, match=msg):
             Pipeline(load_config(None, [bad, f"run_dir={tmp_path}/x"]))

@@ -33,7 +33,7 @@ class BackendConfig(Section):
     name: str = "hf"  # a key of sys2distill.backends.REGISTRY
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # fp32 is the safe CPU default
     device: str = "cpu"
-    batch_size: int = Field(32, ge=1)  # sequences (prompts × samples) decoded together
+    batch_size: int = Field(64, ge=1)  # sequences (prompts × samples) decoded together; 64 ≈ 1.25× faster than 32 on 2 CPU cores
 
 
 class GenerationConfig(Section):
@@ -51,13 +51,44 @@ class FilterConfig(Section):
     name: str = "majority"  # a key of sys2distill.filters.REGISTRY
     min_agreement: float = Field(0.5, ge=0, le=1)  # winner's share of the N samples needed to keep an input
     enabled: bool = True  # False keeps every input with a winner (the paper's "no filter" ablation)
+    options: dict[str, Any] = {}  # filter-specific constructor arguments
+
+
+class DistillSpec(Section):
+    """One distilled model: a method's traces, how many samples per input, which filter.
+
+    Written as a plain method name in YAML when the defaults do; the mapping form makes
+    ablations such as the paper's "Distilled S2A without USC" (one sample, no filter).
+    """
+
+    method: str
+    name: str | None = None  # run-folder key and report label suffix; default: the method name
+    num_samples: int | None = Field(None, ge=1)  # default: generation.num_samples
+    filter: FilterConfig | None = None  # default: the top-level filter
+
+    @property
+    def key(self) -> str:
+        return self.name or self.method
 
 
 class DistillConfig(Section):
     """Which methods' traces become training targets; one distilled model per entry."""
 
-    methods: list[str] = ["system1", "rar_2step"]  # system1 here = the paper's "Distill System 1" baseline
+    methods: list[str | DistillSpec] = ["system1", "rar_2step"]  # system1 = the paper's "Distill System 1" baseline
     target: Literal["final_response", "answer_only"] = "final_response"  # final_response: a winning trace's last output
+
+    @property
+    def specs(self) -> list[DistillSpec]:
+        return [DistillSpec(method=m) if isinstance(m, str) else m for m in self.methods]
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_keys(cls, v: list) -> list:
+        keys = [m if isinstance(m, str) else m.key for m in v]
+        dup = {k for k in keys if keys.count(k) > 1}
+        if dup:
+            raise ValueError(f"two entries share the name {sorted(dup)[0]!r}: give one a `name`")
+        return v
 
 
 class TrainConfig(Section):
@@ -83,8 +114,7 @@ class EvalConfig(Section):
 
     systems: list[str] = ["system1", "rar_1step", "rar_2step"]  # System 1 and System 2 methods
     max_tokens: int = Field(256, ge=1)
-    fidelity_samples: int = Field(8, ge=1)  # System 2 samples voted on test inputs for the fidelity metric
-    temperature: float = Field(0.7, ge=0)  # sampling temperature of those fidelity samples
+    fidelity_samples: int = Field(8, ge=1)  # System 2 samples (drawn as in `generation`) voted on test inputs for fidelity
 
 
 class RunConfig(Section):

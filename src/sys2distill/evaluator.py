@@ -23,6 +23,7 @@ class SystemScore:
     mean_tokens: float
     extraction_failures: float  # share of answers the task's rule could not parse
     fidelity: float | None = None  # distilled only: agreement with System 2's majority answer
+    by_group: dict[str, float] | None = None  # accuracy per ``Example.metadata["group"]`` (e.g. biased/unbiased)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,13 +42,18 @@ def score(task: Task, examples: list[Example], traces: dict[str, list[Trace]], s
           kind: str) -> SystemScore:
     """Accuracy of the first (greedy) trace per example and its mean generated tokens."""
     firsts = [traces[ex.id][0] for ex in examples]
-    correct = [float(task.is_correct(t.answer, ex.answer)) for ex, t in zip(examples, firsts)]
+    correct = [float(task.correct(t.answer, ex)) for ex, t in zip(examples, firsts)]
+    groups: dict[str, list[float]] = {}
+    for ex, c in zip(examples, correct):
+        if "group" in ex.metadata:
+            groups.setdefault(ex.metadata["group"], []).append(c)
     return SystemScore(
         system=system, label=label, kind=kind, n=len(examples),
         accuracy=sum(correct) / len(correct),
         accuracy_ci=bootstrap_ci(correct),
         mean_tokens=sum(t.tokens for t in firsts) / len(firsts),
         extraction_failures=sum(t.answer is None for t in firsts) / len(firsts),
+        by_group={g: sum(v) / len(v) for g, v in groups.items()} or None,
     )
 
 

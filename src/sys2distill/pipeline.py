@@ -23,13 +23,13 @@ from pathlib import Path
 
 from sys2distill import backends, filters, methods, tasks
 from sys2distill.backends.base import Backend, SamplingParams
-from sys2distill.config import RunConfig, dump_config
+from sys2distill.config import DistillSpec, RunConfig, dump_config
 from sys2distill.dataset import build_records
 from sys2distill.errors import UserError
 from sys2distill.evaluator import fidelity, score
 from sys2distill.generation import load_complete, run_method
 from sys2distill.models import check_model_name
-from sys2distill.records import DistillRecord, Example, FilterDecision, Trace, read_records, to_dict, write_jsonl
+from sys2distill.records import Example, read_records, write_jsonl
 from sys2distill.registry import lookup
 
 STAGES = ("generate", "filter", "train", "evaluate", "report")
@@ -59,9 +59,10 @@ class Pipeline:
         self.dir = cfg.path
         # Fail fast: every name in the config is checked before any work starts.
         task_cls = lookup(tasks.REGISTRY, cfg.task.name, "task")
-        for m in {*cfg.distill.methods, *cfg.evaluate.systems, *cfg.prompts}:
+        for m in {*(s.method for s in cfg.distill.specs), *cfg.evaluate.systems, *cfg.prompts}:
             lookup(methods.REGISTRY, m, "method")
-        self.filter_cls = lookup(filters.REGISTRY, cfg.filter.name, "filter")
+        for f in [cfg.filter, *(s.filter for s in cfg.distill.specs if s.filter)]:
+            lookup(filters.REGISTRY, f.name, "filter")
         self.backend_cls = lookup(backends.REGISTRY, cfg.backend.name, "backend")
         if loaded_base is None:
             check_model_name(cfg.model)
@@ -136,68 +137,85 @@ class Pipeline:
                 self._finish(stage, time.perf_counter() - start)
 
     # -- stages ----------------------------------------------------------------------------
-    def traces(self, subdir: str, name: str, n: int) -> dict[str, list[Trace]]:
-        return load_complete(self.dir / subdir / f"{name}.jsonl", n)
+    def num_samples(self, method: str) -> int:
+        """Samples generated per input for ``method``: the most any distilled model needs.
+
+        Sample j of an input is seeded by (seed, prompt, j) alone, so a model distilled from
+        fewer samples uses the first ones: ablations cost no extra generation.
+        """
+        g = self.cfg.generation.num_samples
+        return max(s.num_samples or g for s in self.cfg.distill.specs if s.method == method)
+
+    def make_filter(self, spec: DistillSpec):
+        f = spec.filter or self.cfg.filter
+        cls = lookup(filters.REGISTRY, f.name, "filter")
+        try:
+            return cls(min_agreement=f.min_agreement, enabled=f.enabled, **f.options)
+        except TypeError as e:
+            raise UserError(f"bad filter.options for {f.name!r}: {e}".replace("__init__() ", "")) from None
 
     def stage_generate(self) -> None:
         train = self.examples("train")
-        for name in self.cfg.distill.methods:
-            run_method(self.method(name), train, self.backend(), self.sampling(), self.dir / "generate" / f"{name}.jsonl",
-                       self.cfg.generation.chunk_size, desc=f"generate {name} ×{self.cfg.generation.num_samples}")
+        for name in dict.fromkeys(s.method for s in self.cfg.distill.specs):
+            n = self.num_samples(name)
+            run_method(self.method(name), train, self.backend(), replace(self.sampling(), n=n),
+                       self.dir / "generate" / f"{name}.jsonl", self.cfg.generation.chunk_size, desc=f"generate {name} ×{n}")
 
     def stage_filter(self) -> None:
         train = self.examples("train")
-        filt = self.filter_cls(min_agreement=self.cfg.filter.min_agreement, enabled=self.cfg.filter.enabled)
-        for name in self.cfg.distill.methods:
-            traces = self.traces("generate", name, self.cfg.generation.num_samples)
+        for spec in self.cfg.distill.specs:
+            traces = load_complete(self.dir / "generate" / f"{spec.method}.jsonl", self.num_samples(spec.method))
             missing = [ex.id for ex in train if ex.id not in traces]
             if missing:
-                raise UserError(f"generate/{name}.jsonl lacks {len(missing)} inputs (e.g. {missing[0]}): run the generate stage first")
-            decisions = filt.apply({ex.id: traces[ex.id] for ex in train})
-            write_jsonl(self.dir / "filter" / f"{name}.jsonl", decisions)
+                raise UserError(f"generate/{spec.method}.jsonl lacks {len(missing)} inputs (e.g. {missing[0]}): "
+                                "run the generate stage first")
+            n = spec.num_samples or self.cfg.generation.num_samples
+            traces = {ex.id: traces[ex.id][:n] for ex in train}
+            filt = self.make_filter(spec)
+            decisions = filt.apply(train, traces, self.backend() if filt.needs_backend else None)
+            write_jsonl(self.dir / "filter" / f"{spec.key}.jsonl", decisions)
             records = build_records(train, traces, decisions, self.method("system1"), self.cfg.distill.target)
-            write_jsonl(self.dir / "distill" / f"{name}.jsonl", records)
+            write_jsonl(self.dir / "distill" / f"{spec.key}.jsonl", records)
 
     def stage_train(self) -> None:
         from sys2distill.trainer import train
 
-        for name in self.cfg.distill.methods:
-            out = self.dir / "train" / name
+        for spec in self.cfg.distill.specs:
+            out = self.dir / "train" / spec.key
             if (out / "DONE.json").exists():
                 continue
-            dataset = self.dir / "distill" / f"{name}.jsonl"
             loaded = None
             if self._loaded_base is not None:  # tests: train a copy of the in-process model
                 import copy
 
                 loaded = (copy.deepcopy(self._loaded_base[0]), self._loaded_base[1])
-            train(dataset, self.cfg.model, out, self.cfg.train, loaded=loaded)
+            train(self.dir / "distill" / f"{spec.key}.jsonl", self.cfg.model, out, self.cfg.train, loaded=loaded)
             gc.collect()
 
     def stage_evaluate(self) -> None:
         ev, test = self.cfg.evaluate, self.examples("test")
         greedy = SamplingParams(n=1, temperature=0.0, max_tokens=ev.max_tokens)
-        out = self.dir / "evaluate"
+        out, chunk = self.dir / "evaluate", self.cfg.generation.chunk_size
         scores = []
-        chunk = self.cfg.generation.chunk_size
         for name in ev.systems:
             m = self.method(name)
             traces = run_method(m, test, self.backend(), greedy, out / f"{name}.jsonl", chunk, desc=f"evaluate {name}")
             scores.append(score(self.task, test, traces, name, m.label, "system1" if name == "system1" else "system2"))
-        for name in self.cfg.distill.methods:
-            m = self.method(name)
+        for spec in self.cfg.distill.specs:
+            m = self.method(spec.method)
             # System 2's majority answer on the *test* inputs, for the fidelity metric.
-            voted = replace(greedy, n=ev.fidelity_samples, temperature=ev.temperature, top_p=self.cfg.generation.top_p,
-                            seed=self.cfg.generation.seed)
-            system2 = run_method(m, test, self.backend(), voted, out / f"fidelity_{name}.jsonl", chunk,
-                                 desc=f"fidelity samples {name} ×{ev.fidelity_samples}")
-            distilled_backend = self.backend_cls(model=str(self.dir / "train" / name), dtype=self.cfg.backend.dtype,
-                                                 device=self.cfg.backend.device, batch_size=self.cfg.backend.batch_size)
-            traces = run_method(self.method("system1"), test, distilled_backend, greedy, out / f"distill_{name}.jsonl",
-                                chunk, desc=f"evaluate distilled {name}")
-            del distilled_backend
+            system2 = run_method(m, test, self.backend(), replace(self.sampling(), n=ev.fidelity_samples),
+                                 out / f"fidelity_{spec.method}.jsonl", chunk,
+                                 desc=f"fidelity samples {spec.method} ×{ev.fidelity_samples}")
+            b = self.cfg.backend
+            distilled = self.backend_cls(model=str(self.dir / "train" / spec.key), dtype=b.dtype, device=b.device,
+                                         batch_size=b.batch_size)
+            traces = run_method(self.method("system1"), test, distilled, greedy, out / f"distill_{spec.key}.jsonl",
+                                chunk, desc=f"evaluate distilled {spec.key}")
+            del distilled
             gc.collect()
-            s = score(self.task, test, traces, f"distill_{name}", distilled_label(m.label), "distilled")
+            label = distilled_label(m.label) + (f" ({spec.name})" if spec.name else "")
+            s = score(self.task, test, traces, f"distill_{spec.key}", label, "distilled")
             s.fidelity = fidelity(traces, system2)
             scores.append(s)
         (out / "scores.json").write_text(json.dumps([s.to_dict() for s in scores], indent=1))

@@ -43,7 +43,7 @@ def _versions() -> dict[str, str]:
 def collect(p: Pipeline) -> dict:
     scores = json.loads((p.dir / "evaluate" / "scores.json").read_text())
     yields = {}
-    for name in p.cfg.distill.methods:
+    for name in (spec.key for spec in p.cfg.distill.specs):
         decisions = read_records(p.dir / "filter" / f"{name}.jsonl", FilterDecision)
         kept = sum(d.kept for d in decisions)
         yields[name] = {"inputs": len(decisions), "kept": kept, "yield": kept / len(decisions) if decisions else 0.0,
@@ -65,16 +65,28 @@ def collect(p: Pipeline) -> dict:
     }
 
 
+def _groups(scores: list[dict]) -> list[str]:
+    """Sub-populations scored separately (e.g. SycophancyEval's biased / unbiased prompts)."""
+    return sorted({g for s in scores for g in (s.get("by_group") or {})})
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
 def markdown(results: dict) -> str:
     paper = PAPER.get(results["task"], {})
+    groups = _groups(results["scores"])
     lines = [f"# {results['task']} — {results['model']}", "",
-             "| system | accuracy (95% CI) | #tokens | fidelity | paper (Llama-2-70B) |", "|---|---|---|---|---|"]
+             "| system | accuracy (95% CI) | " + "".join(f"{g} | " for g in groups) + "#tokens | fidelity | paper (Llama-2-70B) |",
+             "|---|---|" + "---|" * len(groups) + "---|---|---|"]
     for s in results["scores"]:
         lo, hi = s["accuracy_ci"]
-        fid = "" if s["fidelity"] is None else f"{100 * s['fidelity']:.1f}%"
         ref = paper.get(s["system"])
-        lines.append(f"| {s['label']} | {100 * s['accuracy']:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}) | {s['mean_tokens']:.1f} "
-                     f"| {fid} | {f'{ref[0]}% / {ref[1]}' if ref else ''} |")
+        by_group = s.get("by_group") or {}
+        lines.append(f"| {s['label']} | {100 * s['accuracy']:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}) | "
+                     + "".join(f"{_pct(by_group.get(g))} | " for g in groups)
+                     + f"{s['mean_tokens']:.1f} | {_pct(s['fidelity'])} | {f'{ref[0]}% / {ref[1]}' if ref else ''} |")
     n = results["scores"][0]["n"] if results["scores"] else 0
     lines += ["", f"Test items: {n}. #tokens = mean generated tokens per answer, intermediate steps included. "
               "Fidelity = how often the distilled answer equals System 2's majority answer on the test input.",
@@ -92,12 +104,14 @@ def markdown(results: dict) -> str:
 
 def print_table(results: dict, console: Console | None = None) -> None:
     table = Table(title=f"{results['task']} — {results['model']}")
-    for col in ("system", "accuracy", "95% CI", "#tokens", "fidelity"):
+    groups = _groups(results["scores"])
+    for col in ("system", "accuracy", "95% CI", *groups, "#tokens", "fidelity"):
         table.add_column(col, justify="left" if col == "system" else "right")
     for s in results["scores"]:
         lo, hi = s["accuracy_ci"]
-        table.add_row(s["label"], f"{100 * s['accuracy']:.1f}%", f"{100 * lo:.1f}–{100 * hi:.1f}", f"{s['mean_tokens']:.1f}",
-                      "" if s["fidelity"] is None else f"{100 * s['fidelity']:.1f}%")
+        by_group = s.get("by_group") or {}
+        table.add_row(s["label"], _pct(s["accuracy"]), f"{100 * lo:.1f}–{100 * hi:.1f}",
+                      *[_pct(by_group.get(g)) for g in groups], f"{s['mean_tokens']:.1f}", _pct(s["fidelity"]))
     (console or Console()).print(table)
 
 

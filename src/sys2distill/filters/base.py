@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from sys2distill.records import FilterDecision, Trace
+from sys2distill.backends.base import Backend
+from sys2distill.records import Example, FilterDecision, Trace
 
 
 class Filter:
-    """``decide(traces)`` → one ``FilterDecision`` for the traces of a single example."""
+    """Judge each example's N traces: ``apply`` → one ``FilterDecision`` per example.
+
+    Filters that only look at the traces (majority vote) implement ``decide``; filters that
+    ask the model again (Universal Self-Consistency, order-swap checks) override ``apply``
+    and batch their calls to ``backend`` across examples.
+    """
 
     name: ClassVar[str]
+    needs_backend: ClassVar[bool] = False  # True: ``apply`` gets the run's backend (else None)
 
     def decide(self, traces: list[Trace]) -> FilterDecision:
         raise NotImplementedError
 
-    def apply(self, traces_by_example: dict[str, list[Trace]]) -> list[FilterDecision]:
-        return [self.decide(traces) for traces in traces_by_example.values()]
+    def apply(self, examples: list[Example], traces: dict[str, list[Trace]], backend: Backend | None) -> list[FilterDecision]:
+        return [self.decide(traces[ex.id]) for ex in examples]

@@ -55,6 +55,11 @@ class Task:
     def is_correct(self, predicted: str | None, gold: str) -> bool:
         return predicted is not None and normalize(predicted) == normalize(gold)
 
+    def correct(self, predicted: str | None, example: Example) -> bool:
+        """Score against a test example; tasks whose gold is more than one string (alias lists,
+        reference answers in ``metadata``) override this."""
+        return self.is_correct(predicted, example.answer)
+
     def prompt_fields(self, example: Example) -> dict[str, object]:
         """Extra placeholders prompts may use besides ``{question}`` (e.g. ``{num_words}``)."""
         return {}
