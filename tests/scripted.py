@@ -9,7 +9,7 @@ from sys2distill.records import Completion
 
 
 class ScriptedBackend:
-    """Answers with ``reply(prompt_text, sample_index)``; tokens are counted as words."""
+    """Answers with ``reply(prompt_text, sample_index)`` (the global index j); tokens are counted as words."""
 
     model_id = "scripted"
 
@@ -21,4 +21,4 @@ class ScriptedBackend:
         texts = [m[-1]["content"] for m in prompts]
         self.calls.append((texts, params))
         return [[Completion(text=(out := self.reply(t, j)), prompt_tokens=len(t.split()), completion_tokens=len(out.split()))
-                 for j in range(params.n)] for t in texts]
+                 for j in range(params.first_sample, params.first_sample + params.n)] for t in texts]

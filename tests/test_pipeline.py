@@ -91,7 +91,8 @@ def test_interrupted_generation_resumes(tmp_path, tiny):
     path = p.dir / "generate" / "system1.jsonl"
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:5]) + lines[5][:20])  # killed mid-write of example 3
-    (p.dir / "generate" / "STAGE.json").unlink()
+    marker = p.dir / "generate" / "STAGE.json"  # as a killed run leaves it: started, not done
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "done": False}))
     make(tmp_path, tiny, "distill.methods=[system1]").run(stages=("generate",))
     traces = read_records(path, Trace)
     assert sorted(t.id for t in traces) == sorted(f"system1/{e}/{j}" for e in {t.example_id for t in traces} for j in (0, 1))
@@ -115,3 +116,28 @@ def test_unknown_names_fail_fast(tmp_path):
                      ("task.options={num_wrds: 3}", "bad task.options for 'last_letter'")]:
         with pytest.raises(UserError, match=msg):
             Pipeline(load_config(None, [bad, f"run_dir={tmp_path}/x"]))
+
+
+def test_forcing_a_stage_redoes_the_later_ones_and_task_changes_are_caught(tmp_path, tiny):
+    p = make(tmp_path, tiny, "distill.methods=[system1]")
+    p.run(stages=("generate", "filter"))
+    assert (p.dir / "filter" / "STAGE.json").exists()
+    with pytest.raises(UserError, match="started 'generate' stage made with different generation"):
+        marker = p.dir / "generate" / "STAGE.json"
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "done": False}))
+        make(tmp_path, tiny, "distill.methods=[system1]", "generation.max_tokens=5").run(stages=("generate",))
+    make(tmp_path, tiny, "distill.methods=[system1]").run(stages=("generate",), force=("generate",))
+    assert not (p.dir / "filter").exists()  # computed from the old traces: gone
+    assert json.loads((p.dir / "generate" / "STAGE.json").read_text())["done"]
+    with pytest.raises(UserError, match="data made with a different task"):
+        make(tmp_path, tiny, "distill.methods=[system1]", "task.train_size=5").examples("train")
+
+
+def test_adaptive_generation_feeds_the_filter(tmp_path, tiny):
+    p = make(tmp_path, tiny, "distill.methods=[system1]", "generation.num_samples=4", "generation.adaptive=true",
+             "generation.adaptive_min_samples=2", "generation.adaptive_confidence=0.8")
+    p.run(stages=("generate", "filter"))
+    traces = read_records(p.dir / "generate" / "system1.jsonl", Trace)
+    assert len(traces) == 6 * 2  # greedy samples agree: every input stops after 2 of 4
+    decisions = read_records(p.dir / "filter" / "system1.jsonl", FilterDecision)
+    assert all(d.kept and d.agreement == 1.0 for d in decisions)

@@ -43,15 +43,43 @@ def test_malformed_jsonl_is_one_clear_error(tmp_path):
         list(iter_jsonl(tmp_path / "missing.jsonl"))
 
 
-def test_torn_tail_and_partial_example_are_dropped_on_resume(tmp_path):
+def test_torn_tail_and_gaps_are_dropped_on_resume(tmp_path):
     path = tmp_path / "g.jsonl"
-    append_jsonl(path, [trace("e1", 0), trace("e1", 1), trace("e2", 0)])  # e2 lacks sample 1
+    # e2 lacks sample 1; e3 has sample 1 without sample 0 (a gap).
+    append_jsonl(path, [trace("e1", 0), trace("e1", 1), trace("e2", 0), trace("e3", 1)])
     with open(path, "a") as f:
         f.write('{"example_id": "e2", "meth')  # killed mid-write
-    done = load_complete(path, n=2)
-    assert list(done) == ["e1"]
-    # The file was repaired: it parses strictly and holds only complete examples.
-    assert [t.example_id for t in read_records(path, Trace)] == ["e1", "e1"]
+    assert list(load_complete(path, n=2)) == ["e1"]
+    # The file was repaired: it parses strictly and keeps every gap-free sample.
+    assert [t.id for t in read_records(path, Trace)] == ["system1/e1/0", "system1/e1/1", "system1/e2/0"]
+
+
+def test_partial_examples_resume_from_the_next_sample(tmp_path):
+    path = tmp_path / "g.jsonl"
+    append_jsonl(path, [trace("e0", 0)])
+    backend = ScriptedBackend(lambda prompt, j: f"answer {j}")
+    out = run_method(System1(FakeTask()), [Example("e0", "q0")], backend, SamplingParams(n=3, temperature=1), path, 4, "t")
+    assert backend.calls[0][1].first_sample == 1 and backend.calls[0][1].n == 2
+    assert [t.sample for t in out["e0"]] == [0, 1, 2]
+
+
+def test_adaptive_sampling_stops_settled_inputs_early(tmp_path):
+    from sys2distill.adaptive import StopRule
+
+    # e0's samples always agree; e1's alternate, so its vote never settles before the cap.
+    examples = [Example("e0", "q0"), Example("e1", "q1")]
+    backend = ScriptedBackend(lambda prompt, j: "x" if prompt == "q0" else f"{j % 2}")
+    stop = StopRule(max_samples=8, min_samples=3, confidence=0.9)
+    out = run_method(System1(FakeTask()), examples, backend, SamplingParams(n=8, temperature=1), tmp_path / "a.jsonl",
+                     4, "t", stop=stop)
+    assert len(out["e0"]) == 3  # 3 of 3 agree: P(leader ahead) = 0.9375 ≥ 0.9
+    assert len(out["e1"]) == 8  # 4 vs 4 at the cap
+    assert [t.sample for t in out["e1"]] == list(range(8))
+    # Resuming an adaptive run draws nothing new.
+    backend.calls.clear()
+    run_method(System1(FakeTask()), examples, backend, SamplingParams(n=8, temperature=1), tmp_path / "a.jsonl", 4, "t",
+               stop=stop)
+    assert backend.calls == []
 
 
 def test_run_method_resumes_without_regenerating(tmp_path):

@@ -34,6 +34,18 @@ class BackendConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # fp32 is the safe CPU default
     device: str = "cpu"
     batch_size: int = Field(64, ge=1)  # sequences (prompts × samples) decoded together; 64 ≈ 1.25× faster than 32 on 2 CPU cores
+    # openai: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs)
+    base_url: str | None = None  # None: $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key: a key in the config would be copied into the run folder
+    max_concurrency: int = Field(16, ge=1)  # requests in flight; servers batch them
+    timeout: float = Field(120.0, gt=0)  # seconds per request before it is retried
+    max_retries: int = Field(5, ge=0)  # on 429, 5xx, timeouts and dropped connections, with backoff + jitter
+    # vllm
+    tensor_parallel_size: int = Field(1, ge=1)  # GPUs per model replica
+    # any backend
+    cache: bool | str = False  # true: <run_dir>/cache.sqlite; a path shares one cache between runs
+    distributed: Literal["none", "ray"] = "none"  # ray: shard generation across Ray workers ($RAY_ADDRESS or local)
+    num_workers: int = Field(2, ge=1)  # ray: replicas of the backend, the cluster's CPUs split between them
 
 
 class GenerationConfig(Section):
@@ -45,6 +57,9 @@ class GenerationConfig(Section):
     max_tokens: int = Field(128, ge=1)  # per generation step
     seed: int = 0
     chunk_size: int = Field(16, ge=1)  # examples per checkpointed write: a crash loses at most one chunk
+    adaptive: bool = False  # Adaptive-Consistency: stop sampling an input once its vote is settled
+    adaptive_min_samples: int = Field(3, ge=1)  # samples drawn before the stopping rule may fire
+    adaptive_confidence: float = Field(0.95, gt=0.5, lt=1)  # P(leader ahead of runner-up) needed to stop
 
 
 class FilterConfig(Section):
@@ -115,6 +130,16 @@ class EvalConfig(Section):
     systems: list[str] = ["system1", "rar_1step", "rar_2step"]  # System 1 and System 2 methods
     max_tokens: int = Field(256, ge=1)
     fidelity_samples: int = Field(8, ge=1)  # System 2 samples (drawn as in `generation`) voted on test inputs for fidelity
+    # Majority vote over k answers sampled as in `generation` (paper Table 4: 1, 5, 10); max(k)
+    # samples per system, the first k voted. [1] = the greedy table only, no extra sampling.
+    k_votes: list[int] = [1]
+
+    @field_validator("k_votes")
+    @classmethod
+    def _positive_ks(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 1:
+            raise ValueError("must be a non-empty list of integers >= 1, e.g. [1, 5, 10]")
+        return sorted(set(v))
 
 
 class RunConfig(Section):

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 from sys2distill.filters.majority import majority_vote
@@ -24,6 +25,7 @@ class SystemScore:
     extraction_failures: float  # share of answers the task's rule could not parse
     fidelity: float | None = None  # distilled only: agreement with System 2's majority answer
     by_group: dict[str, float] | None = None  # accuracy per ``Example.metadata["group"]`` (e.g. biased/unbiased)
+    by_k: list[dict] | None = None  # majority vote over k sampled answers, one entry per k (``kvote``)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +57,42 @@ def score(task: Task, examples: list[Example], traces: dict[str, list[Trace]], s
         extraction_failures=sum(t.answer is None for t in firsts) / len(firsts),
         by_group={g: sum(v) / len(v) for g, v in groups.items()} or None,
     )
+
+
+def vote(answers: list[str | None]) -> tuple[str | None, bool]:
+    """Plurality answer of k samples and whether a tie was broken.
+
+    Unlike the filter's ``majority_vote`` (which drops ties), evaluation must answer: a tie
+    goes to the tied answer sampled first, so k=2 is never worse than k=1 by construction.
+    Answers are compared normalized; the first spelling is returned (its gold check is the task's).
+    """
+    given = [a for a in answers if a is not None and normalize(a)]
+    if not given:
+        return None, False
+    counts = Counter(normalize(a) for a in given)
+    top = max(counts.values())
+    tied = sum(c == top for c in counts.values()) > 1
+    return next(a for a in given if counts[normalize(a)] == top), tied
+
+
+def kvote(task: Task, examples: list[Example], samples: dict[str, list[Trace]], ks: list[int]) -> list[dict]:
+    """Accuracy of the vote over the first k samples, and the tokens all k cost (Table 4's k = 1, 5, 10).
+
+    Sample j is seeded by (seed, prompt, j), so the first k of max(k) samples are exactly
+    what a run with k samples would draw.
+    """
+    out = []
+    for k in ks:
+        correct, tokens, ties = [], [], 0
+        for ex in examples:
+            first = samples[ex.id][:k]
+            answer, tied = vote([t.answer for t in first])
+            correct.append(float(task.correct(answer, ex)))
+            tokens.append(sum(t.tokens for t in first))  # every sample's tokens: the cost of voting
+            ties += tied
+        out.append({"k": k, "accuracy": sum(correct) / len(correct), "accuracy_ci": bootstrap_ci(correct),
+                    "mean_tokens": sum(tokens) / len(tokens), "ties": ties / len(examples)})
+    return out
 
 
 def fidelity(distilled: dict[str, list[Trace]], system2_samples: dict[str, list[Trace]]) -> float | None:

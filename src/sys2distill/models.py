@@ -66,7 +66,16 @@ def embedded_checkpoint() -> Path:
         return target
     gguf = embedded_gguf()
     verify_embedded(gguf)
+    return convert_gguf(gguf, target, EMBEDDED_SHA256)
 
+
+def convert_gguf(gguf: Path, target: Path, sha256: str) -> Path:
+    """Dequantise a GGUF file (checked by the caller) into a safetensors checkpoint folder ``target``.
+
+    Also used by benchmarks to bring other GGUF models (e.g. bench/cot_gsm8k_qwen.py) to HF form.
+    """
+    if (target / "CONVERTED.json").is_file():
+        return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -86,7 +95,7 @@ def embedded_checkpoint() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "CONVERTED.json").write_text(json.dumps({"source": str(gguf), "sha256": EMBEDDED_SHA256}))
+    (tmp / "CONVERTED.json").write_text(json.dumps({"source": str(gguf), "sha256": sha256}))
     try:
         os.replace(tmp, target)
     except OSError:  # another process won the race: its copy is identical

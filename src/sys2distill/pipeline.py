@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import resource
 import shutil
 import time
@@ -23,11 +24,13 @@ from pathlib import Path
 
 from sys2distill import backends, filters, methods, tasks
 from sys2distill.backends.base import Backend, SamplingParams
+from sys2distill.backends.build import build_backend
 from sys2distill.config import DistillSpec, RunConfig, dump_config
 from sys2distill.dataset import build_records
 from sys2distill.errors import UserError
-from sys2distill.evaluator import fidelity, score
-from sys2distill.generation import load_complete, run_method
+from sys2distill.evaluator import fidelity, kvote, score
+from sys2distill.adaptive import StopRule
+from sys2distill.generation import load_traces, run_method
 from sys2distill.models import check_model_name
 from sys2distill.records import Example, read_records, write_jsonl
 from sys2distill.registry import lookup
@@ -81,15 +84,19 @@ class Pipeline:
 
     def backend(self) -> Backend:
         if self._backend is None:
-            b = self.cfg.backend
-            self._backend = self.backend_cls(model=self.cfg.model, dtype=b.dtype, device=b.device,
-                                             batch_size=b.batch_size, loaded=self._loaded_base)
+            self._backend = build_backend(self.cfg.backend, self.cfg.model, self.dir, loaded=self._loaded_base)
         return self._backend
 
     def examples(self, split: str) -> list[Example]:
-        path = self.dir / "data" / f"{split}.jsonl"
+        """The split's examples, frozen in the run folder the first time they are made."""
+        path, marker = self.dir / "data" / f"{split}.jsonl", self.dir / "data" / "TASK.json"
+        task = self.cfg.task.model_dump()
+        if marker.exists() and json.loads(marker.read_text()) != task:
+            raise UserError(f"run folder {self.dir} holds data made with a different task config: "
+                            "pass --force generate to start over, or set name=<new run name>")
         if not path.exists():
             write_jsonl(path, self.task.load(split))
+            marker.write_text(json.dumps(task))
         return read_records(path, Example)
 
     def sampling(self) -> SamplingParams:
@@ -101,40 +108,59 @@ class Pipeline:
         cfg = self.cfg.model_dump()
         return {k: _pick(cfg, k) for k in _KEYS[stage]}
 
+    def _marker(self, stage: str) -> Path:
+        return self.dir / stage / "STAGE.json"
+
     def _done(self, stage: str) -> bool:
-        marker = self.dir / stage / "STAGE.json"
+        """Whether ``stage`` finished; a stage started or finished under other config values is an error.
+
+        The marker is written when a stage *starts*, so a half-done stage (e.g. generation
+        killed mid-way) is never resumed with different settings either.
+        """
+        marker = self._marker(stage)
         if not marker.exists():
             return False
-        old = json.loads(marker.read_text())["config"]
+        saved = json.loads(marker.read_text())
         new = self._fingerprint(stage)
-        changed = [k for k in new if old.get(k) != new[k]]
+        changed = [k for k in new if saved["config"].get(k) != new[k]]
         if changed:
-            raise UserError(f"run folder {self.dir} has a finished '{stage}' stage made with different {', '.join(changed)}: "
-                            f"pass --force {stage} to redo it, or set name=<new run name>")
-        return True
+            state = "finished" if saved.get("done") else "started"
+            raise UserError(f"run folder {self.dir} has a {state} '{stage}' stage made with different "
+                            f"{', '.join(changed)}: pass --force {stage} to redo it, or set name=<new run name>")
+        return bool(saved.get("done"))
 
-    def _finish(self, stage: str, seconds: float) -> None:
-        peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
-        self.timings[stage] = {"seconds": round(seconds, 1), "peak_rss_gib": round(peak_gib, 2)}
-        (self.dir / stage).mkdir(parents=True, exist_ok=True)
-        (self.dir / stage / "STAGE.json").write_text(json.dumps({"config": self._fingerprint(stage), **self.timings[stage]}, indent=1))
+    def _write_marker(self, stage: str, **extra) -> None:
+        marker = self._marker(stage)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        # Write + rename under a per-process name: every rank of `torchrun -m sys2distill train` writes it at once.
+        tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"config": self._fingerprint(stage), **extra}, indent=1))
+        os.replace(tmp, marker)
 
     def run(self, stages: tuple[str, ...] = STAGES, force: tuple[str, ...] = ()) -> None:
+        """Run ``stages`` in pipeline order, skipping finished ones; ``force`` redoes a stage and all after it."""
         unknown = [s for s in [*stages, *force] if s not in STAGES]
         if unknown:
             raise UserError(f"unknown stage {unknown[0]!r}: choose from {', '.join(STAGES)}")
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.yaml").write_text(dump_config(self.cfg))
-        for stage in force:
-            shutil.rmtree(self.dir / stage, ignore_errors=True)
-            if stage == "report":
-                for f in ("results.json", "results.md"):
-                    (self.dir / f).unlink(missing_ok=True)
+        if force:
+            # Later stages were computed from the forced one's outputs: they go too.
+            first = min(STAGES.index(s) for s in force)
+            for stage in STAGES[first:]:
+                shutil.rmtree(self.dir / stage, ignore_errors=True)
+            if first == 0:
+                shutil.rmtree(self.dir / "data", ignore_errors=True)
+            for f in ("results.json", "results.md"):
+                (self.dir / f).unlink(missing_ok=True)
         for stage in STAGES:
             if stage in stages and not self._done(stage):
+                self._write_marker(stage, done=False)
                 start = time.perf_counter()
                 getattr(self, f"stage_{stage}")()
-                self._finish(stage, time.perf_counter() - start)
+                peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+                self.timings[stage] = {"seconds": round(time.perf_counter() - start, 1), "peak_rss_gib": round(peak_gib, 2)}
+                self._write_marker(stage, done=True, **self.timings[stage])
 
     # -- stages ----------------------------------------------------------------------------
     def num_samples(self, method: str) -> int:
@@ -154,20 +180,27 @@ class Pipeline:
         except TypeError as e:
             raise UserError(f"bad filter.options for {f.name!r}: {e}".replace("__init__() ", "")) from None
 
+    def stop_rule(self, method: str) -> StopRule:
+        g, n = self.cfg.generation, self.num_samples(method)
+        return StopRule(n, g.adaptive_min_samples, g.adaptive_confidence) if g.adaptive else StopRule.fixed(n)
+
     def stage_generate(self) -> None:
         train = self.examples("train")
         for name in dict.fromkeys(s.method for s in self.cfg.distill.specs):
             n = self.num_samples(name)
             run_method(self.method(name), train, self.backend(), replace(self.sampling(), n=n),
-                       self.dir / "generate" / f"{name}.jsonl", self.cfg.generation.chunk_size, desc=f"generate {name} ×{n}")
+                       self.dir / "generate" / f"{name}.jsonl", self.cfg.generation.chunk_size,
+                       desc=f"generate {name} ×{n}{' (adaptive)' if self.cfg.generation.adaptive else ''}",
+                       stop=self.stop_rule(name))
 
     def stage_filter(self) -> None:
         train = self.examples("train")
         for spec in self.cfg.distill.specs:
-            traces = load_complete(self.dir / "generate" / f"{spec.method}.jsonl", self.num_samples(spec.method))
-            missing = [ex.id for ex in train if ex.id not in traces]
+            traces = load_traces(self.dir / "generate" / f"{spec.method}.jsonl")
+            rule = self.stop_rule(spec.method)
+            missing = [ex.id for ex in train if not rule.done([t.answer for t in traces.get(ex.id, [])])]
             if missing:
-                raise UserError(f"generate/{spec.method}.jsonl lacks {len(missing)} inputs (e.g. {missing[0]}): "
+                raise UserError(f"generate/{spec.method}.jsonl lacks samples for {len(missing)} inputs (e.g. {missing[0]}): "
                                 "run the generate stage first")
             n = spec.num_samples or self.cfg.generation.num_samples
             traces = {ex.id: traces[ex.id][:n] for ex in train}
@@ -196,29 +229,44 @@ class Pipeline:
         ev, test = self.cfg.evaluate, self.examples("test")
         greedy = SamplingParams(n=1, temperature=0.0, max_tokens=ev.max_tokens)
         out, chunk = self.dir / "evaluate", self.cfg.generation.chunk_size
-        scores = []
+        scores, voted = [], {}
         for name in ev.systems:
             m = self.method(name)
             traces = run_method(m, test, self.backend(), greedy, out / f"{name}.jsonl", chunk, desc=f"evaluate {name}")
             scores.append(score(self.task, test, traces, name, m.label, "system1" if name == "system1" else "system2"))
+            voted[name] = self._kvote(scores[-1], m, self.backend(), test)
         for spec in self.cfg.distill.specs:
             m = self.method(spec.method)
-            # System 2's majority answer on the *test* inputs, for the fidelity metric.
-            system2 = run_method(m, test, self.backend(), replace(self.sampling(), n=ev.fidelity_samples),
-                                 out / f"fidelity_{spec.method}.jsonl", chunk,
-                                 desc=f"fidelity samples {spec.method} ×{ev.fidelity_samples}")
-            b = self.cfg.backend
-            distilled = self.backend_cls(model=str(self.dir / "train" / spec.key), dtype=b.dtype, device=b.device,
-                                         batch_size=b.batch_size)
+            # System 2's majority answer on the *test* inputs, for the fidelity metric. The k-vote
+            # samples are drawn the same way (sample j is seeded alone): reuse them when there are enough.
+            if voted.get(spec.method) and max(ev.k_votes) >= ev.fidelity_samples:
+                system2 = {k: v[:ev.fidelity_samples] for k, v in voted[spec.method].items()}
+            else:
+                system2 = run_method(m, test, self.backend(), replace(self.sampling(), n=ev.fidelity_samples),
+                                     out / f"fidelity_{spec.method}.jsonl", chunk,
+                                     desc=f"fidelity samples {spec.method} ×{ev.fidelity_samples}")
+            distilled = build_backend(self.cfg.backend, str(self.dir / "train" / spec.key), self.dir, checkpoint=True)
             traces = run_method(self.method("system1"), test, distilled, greedy, out / f"distill_{spec.key}.jsonl",
                                 chunk, desc=f"evaluate distilled {spec.key}")
-            del distilled
-            gc.collect()
             label = distilled_label(m.label) + (f" ({spec.name})" if spec.name else "")
             s = score(self.task, test, traces, f"distill_{spec.key}", label, "distilled")
             s.fidelity = fidelity(traces, system2)
+            self._kvote(s, self.method("system1"), distilled, test)
+            del distilled
+            gc.collect()
             scores.append(s)
         (out / "scores.json").write_text(json.dumps([s.to_dict() for s in scores], indent=1))
+
+    def _kvote(self, s, method, backend: Backend, test: list[Example]) -> dict | None:
+        """Fill ``s.by_k``: max(k) answers per test input drawn as in ``generation``, the first k voted."""
+        ev = self.cfg.evaluate
+        if max(ev.k_votes) == 1:  # the default [1]: the greedy table is the k=1 result
+            return None
+        params = replace(self.sampling(), n=max(ev.k_votes))
+        samples = run_method(method, test, backend, params, self.dir / "evaluate" / f"kvote_{s.system}.jsonl",
+                             self.cfg.generation.chunk_size, desc=f"k-vote samples {s.system} ×{params.n}")
+        s.by_k = kvote(self.task, test, samples, ev.k_votes)
+        return samples
 
     def stage_report(self) -> None:
         from sys2distill.report import write_report

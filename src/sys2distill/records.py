@@ -82,6 +82,7 @@ class FilterDecision:
     agreement: float  # winner's share of all N samples (failed extractions count against it)
     reason: str  # why kept or dropped, in words
     trace_ids: list[str]  # the winning traces
+    details: dict[str, Any] = field(default_factory=dict)  # filter-specific evidence, e.g. USC's raw outputs
 
 
 @dataclass

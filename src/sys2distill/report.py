@@ -14,7 +14,9 @@ from rich.table import Table
 
 from sys2distill import __version__
 from sys2distill.models import model_identity
+from sys2distill.plot import PLOT_FILE, plot_accuracy_vs_tokens
 from sys2distill.records import FilterDecision, read_records
+from sys2distill.verdict import run_verdicts
 
 if TYPE_CHECKING:
     from sys2distill.pipeline import Pipeline
@@ -25,7 +27,12 @@ PAPER = {
                     "rar_2step": (44.5, 41.5), "distill_rar_2step": (98.0, 25.5)},
     "coin_flip": {"system1": (56.1, 61.9), "distill_system1": (54.5, 30.4), "rar_1step": (58.5, 158.9),
                   "rar_2step": (77.2, 112.4), "distill_rar_2step": (75.69, 50.3)},
+    # Table 4 at k=1; the paper's System 1 here is 8-shot without CoT.
+    "gsm8k": {"system1": (7.58, 57), "cot": (52.77, 270), "cot_fewshot": (36.39, 297), "distill_cot": (7.13, 18)},
 }
+# Table 4 at k = 5 and 10 (majority vote; #tokens count all k samples).
+PAPER_K = {"gsm8k": {"system1": {5: (9.40, 295), 10: (10.31, 620)}, "cot": {5: (57.54, 1385), 10: (59.44, 2760)},
+                     "cot_fewshot": {5: (54.97, 1560), 10: (63.84, 3120)}, "distill_cot": {5: (7.13, 90), 10: (7.35, 180)}}}
 
 
 def _versions() -> dict[str, str]:
@@ -55,13 +62,14 @@ def collect(p: Pipeline) -> dict:
     stages = {}
     for stage in ("generate", "filter", "train", "evaluate"):
         marker = p.dir / stage / "STAGE.json"
-        if marker.exists():
-            m = json.loads(marker.read_text())
+        m = json.loads(marker.read_text()) if marker.exists() else {}
+        if m.get("done"):
             stages[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"]}
     return {
         "task": p.cfg.task.name, "model": model_identity(p.cfg.model), "config": p.cfg.model_dump(),
         "extraction_rule": p.task.extraction_rule, "task_version": p.task.version,
         "scores": scores, "filter": yields, "stages": stages, "versions": _versions(),
+        "verdicts": run_verdicts(p, scores),
     }
 
 
@@ -77,7 +85,7 @@ def _pct(x: float | None) -> str:
 def markdown(results: dict) -> str:
     paper = PAPER.get(results["task"], {})
     groups = _groups(results["scores"])
-    lines = [f"# {results['task']} — {results['model']}", "",
+    lines = [f"# {results['task']} — {results['model']}", "", *_verdict_lines(results),
              "| system | accuracy (95% CI) | " + "".join(f"{g} | " for g in groups) + "#tokens | fidelity | paper (Llama-2-70B) |",
              "|---|---|" + "---|" * len(groups) + "---|---|---|"]
     for s in results["scores"]:
@@ -96,10 +104,44 @@ def markdown(results: dict) -> str:
         t = y.get("train", {})
         lines.append(f"| {name} | {y['inputs']} | {y['kept']} | {100 * y['yield']:.0f}% | {y['dropped_because'] or '-'} "
                      f"| {t.get('steps', '')} | {t.get('final_loss', '')} |")
+    lines += _kvote_lines(results)
+    if results.get("plot"):
+        lines += ["", f"![accuracy vs generated tokens]({results['plot']})"]
     lines += ["", "## Stages", "", "| stage | wall time (s) | peak RSS (GiB) |", "|---|---|---|"]
     lines += [f"| {k} | {v['seconds']} | {v['peak_rss_gib']} |" for k, v in results["stages"].items()]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()), ""]
     return "\n".join(lines)
+
+
+def _verdict_lines(results: dict) -> list[str]:
+    """The distillability verdict, first thing in the report (see ``sys2distill.verdict``)."""
+    if not results.get("verdicts"):
+        return []
+    return ["## Distillability verdict", "", *[f"- {v['sentence']}" for v in results["verdicts"]], "",
+            "Gap recovered = (distilled − System 1) / (System 2 − System 1) in accuracy; token ratio = distilled / "
+            "System 2 mean generated tokens; 95% bootstrap intervals over test items; greedy answers.", ""]
+
+
+def _kvote_lines(results: dict) -> list[str]:
+    """Accuracy / #tokens when voting over k sampled answers (Table 4's layout)."""
+    rows = [s for s in results["scores"] if s.get("by_k")]
+    if not rows:
+        return []
+    ks = [e["k"] for e in rows[0]["by_k"]]
+    paper = PAPER_K.get(results["task"], {})
+    t = results["config"]["generation"]
+    lines = ["", "## Majority vote over k samples", "",
+             f"Accuracy / mean generated tokens per test item (all k samples counted), k answers sampled at "
+             f"temperature {t['temperature']}, top-p {t['top_p']}, at most {t['max_tokens']} tokens; ties go to the "
+             "answer sampled first.", "",
+             "| system | " + " | ".join(f"k={k}" for k in ks) + " | ties at max k | paper (Llama-2-70B) |",
+             "|---|" + "---|" * len(ks) + "---|---|"]
+    for s in rows:
+        ref = paper.get(s["system"], {})
+        anchor = "; ".join(f"k={k}: {a}% / {b}" for k, (a, b) in ref.items())
+        lines.append(f"| {s['label']} | " + " | ".join(f"{100 * e['accuracy']:.1f}% / {e['mean_tokens']:.0f}" for e in s["by_k"])
+                     + f" | {_pct(s['by_k'][-1]['ties'])} | {anchor} |")
+    return lines
 
 
 def print_table(results: dict, console: Console | None = None) -> None:
@@ -113,10 +155,14 @@ def print_table(results: dict, console: Console | None = None) -> None:
         table.add_row(s["label"], _pct(s["accuracy"]), f"{100 * lo:.1f}–{100 * hi:.1f}",
                       *[_pct(by_group.get(g)) for g in groups], f"{s['mean_tokens']:.1f}", _pct(s["fidelity"]))
     (console or Console()).print(table)
+    for v in results.get("verdicts", []):
+        (console or Console()).print(v["sentence"])
 
 
 def write_report(p: Pipeline) -> dict:
     results = collect(p)
+    plot_accuracy_vs_tokens(results["scores"], p.dir / PLOT_FILE, title=f"{results['task']} — {results['model']}")
+    results["plot"] = PLOT_FILE
     (p.dir / "results.json").write_text(json.dumps(results, indent=1))
     (p.dir / "results.md").write_text(markdown(results))
     print_table(results)

@@ -139,6 +139,7 @@ def train(dataset_path: Path, model: str, output_dir: Path, cfg: TrainConfig, *,
             "examples": len(trainer.train_dataset),
             "mode": cfg.mode,
             "model": model,
+            "processes": trainer.args.world_size,  # > 1 under torchrun / accelerate launch (data parallel)
         }
         (output_dir / DONE).write_text(json.dumps(done, indent=2) + "\n")
     trainer.accelerator.wait_for_everyone()  # no rank returns before the checkpoint is complete

@@ -20,6 +20,7 @@ class SamplingParams:
     max_tokens: int = 256  # new tokens per sample
     stop: tuple[str, ...] = field(default_factory=tuple)  # cut the text before the first stop string
     seed: int = 0  # sample j of a prompt is reproducible from (seed, prompt, j), whatever the batch
+    first_sample: int = 0  # the n samples are j = first_sample … first_sample+n-1 (resume / adaptive sampling)
 
 
 class Backend(Protocol):

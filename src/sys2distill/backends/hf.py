@@ -101,7 +101,8 @@ class HFBackend:
         next_pos = positions[:, -1:].repeat_interleave(n, 0) + 1
 
         rows = len(texts) * n
-        gens = [torch.Generator().manual_seed(sample_seed(params.seed, texts[r // n], r % n)) for r in range(rows)]
+        gens = [torch.Generator().manual_seed(sample_seed(params.seed, texts[r // n], params.first_sample + r % n))
+                for r in range(rows)]
         generated: list[list[int]] = [[] for _ in range(rows)]
         texts_out: list[str | None] = [None] * rows
         finish = ["length"] * rows

@@ -63,5 +63,5 @@ class SingleStepMethod(Method):
     def run(self, examples: list[Example], backend: Backend, params: SamplingParams) -> list[list[Trace]]:
         prompts = [self.prompt("answer", ex) for ex in examples]
         outs = backend.generate(prompts, params)
-        return [[self.trace(ex, j, [make_step("answer", p, c)]) for j, c in enumerate(cs)]
+        return [[self.trace(ex, j, [make_step("answer", p, c)]) for j, c in enumerate(cs, params.first_sample)]
                 for ex, p, cs in zip(examples, prompts, outs)]

@@ -39,14 +39,16 @@ class RaR2Step(Method):
     def run(self, examples: list[Example], backend: Backend, params: SamplingParams) -> list[list[Trace]]:
         rephrase_prompts = [self.prompt("rephrase", ex) for ex in examples]
         rephrasings = backend.generate(rephrase_prompts, params)
-        # One answer per rephrasing; the seed is shifted so step 2 does not replay step 1's draws.
+        # One answer per rephrasing, seeded by the rephrasing itself (first_sample=0), so sample j
+        # is the same however the samples are batched; the seed shift keeps step 2 from
+        # replaying step 1's draws.
         respond_prompts = [self.prompt("respond", ex, rephrased=c.text)
                            for ex, cs in zip(examples, rephrasings) for c in cs]
-        answers = backend.generate(respond_prompts, replace(params, n=1, seed=params.seed + 1))
+        answers = backend.generate(respond_prompts, replace(params, n=1, seed=params.seed + 1, first_sample=0))
         traces, k = [], 0
         for ex, p1, cs in zip(examples, rephrase_prompts, rephrasings):
             row = []
-            for j, c1 in enumerate(cs):
+            for j, c1 in enumerate(cs, params.first_sample):
                 c2 = answers[k][0]
                 row.append(self.trace(ex, j, [make_step("rephrase", p1, c1), make_step("respond", respond_prompts[k], c2)]))
                 k += 1

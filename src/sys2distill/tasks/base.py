@@ -27,7 +27,9 @@ def after_last_marker(text: str) -> str | None:
 def normalize(text: str) -> str:
     """Casefold and strip punctuation, quotes, markdown emphasis and surrounding space."""
     text = text.casefold().replace("**", "")
-    return text.strip().strip(string.punctuation + "“”‘’ \t").strip()
+    # Keep a leading minus on a number: "-5" and "5" are different answers (GSM8K has both).
+    sign = "-" if re.match(r"\s*-\d", text) else ""
+    return sign + text.strip().strip(string.punctuation + "“”‘’ \t").strip()
 
 
 class Task:

@@ -1,0 +1,56 @@
+"""Turn the ``backend`` config section into a backend: the engine, then Ray, then the cache.
+
+Each engine takes the config knobs its constructor names (``hf``: dtype, device, batch_size;
+``openai``: base_url, api_key_env, max_concurrency, timeout, max_retries; ``vllm``: dtype,
+tensor_parallel_size); a knob set in the config that the chosen engine ignores is an error,
+so a typo'd setup fails before any work. The cache wraps the outside, so a cache hit never
+reaches Ray or the server.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+from sys2distill.backends import REGISTRY
+from sys2distill.backends.base import Backend
+from sys2distill.backends.cache import CachedBackend, model_fingerprint
+from sys2distill.config import BackendConfig
+from sys2distill.errors import UserError
+from sys2distill.registry import lookup
+
+ENGINE_KNOBS = ("dtype", "device", "batch_size", "base_url", "api_key_env", "max_concurrency", "timeout",
+                "max_retries", "tensor_parallel_size")
+
+
+def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, checkpoint: bool = False) -> Backend:
+    """The backend ``cfg`` describes for ``model``; ``loaded`` is an in-process (model, tokenizer) for tests.
+
+    ``checkpoint=True`` is a model this run trained: a server holds only the model it was
+    started with, so an ``openai`` run evaluates its distilled checkpoints with ``hf``.
+    """
+    cls = lookup(REGISTRY, cfg.name, "backend")
+    if checkpoint and cls.name == "openai":
+        cls = REGISTRY["hf"]
+    accepted = inspect.signature(cls).parameters
+    unused = [k for k in ENGINE_KNOBS if k in cfg.model_fields_set and k not in accepted]
+    if unused and not checkpoint:
+        raise UserError(f"backend.{unused[0]} is not used by backend {cfg.name!r}: remove it, or pick a backend that takes it")
+    kwargs = {k: getattr(cfg, k) for k in ENGINE_KNOBS if k in accepted}
+    kwargs["model"] = model
+    if loaded is not None and "loaded" in accepted:
+        kwargs["loaded"] = loaded
+    if cfg.distributed == "ray":
+        from sys2distill.backends.distributed import RayBackend
+
+        gpus = 1.0 * kwargs.get("tensor_parallel_size", 1) if cfg.device.startswith("cuda") or cls.name == "vllm" else 0
+        backend: Backend = RayBackend(cls.name, kwargs, num_workers=cfg.num_workers, gpus_per_worker=gpus)
+    else:
+        backend = cls(**kwargs)
+    if not cfg.cache:
+        return backend
+    path = run_dir / "cache.sqlite" if cfg.cache is True else Path(cfg.cache)
+    # Engines differ in numerics: the same weights in fp32 and bf16 are different cache entries.
+    identity = json.dumps([backend.model_id, model_fingerprint(model), kwargs.get("dtype")])
+    return CachedBackend(backend, path, identity=identity, commit_every=cfg.batch_size)

@@ -1,0 +1,120 @@
+"""k-vote evaluation, the distillability verdict and the accuracy-vs-tokens plot, on plain lists."""
+
+import pytest
+
+from sys2distill.config import load_config
+from sys2distill.evaluator import kvote, vote
+from sys2distill.plot import plot_accuracy_vs_tokens
+from sys2distill.records import Example, Step, Trace
+from sys2distill.tasks import REGISTRY
+from sys2distill.verdict import sentence, verdict
+
+
+def tr(ex, answer, tokens, j):
+    return Trace(ex, "m", j, [Step("answer", [], str(answer), 1, tokens)], str(answer), answer, tokens)
+
+
+@pytest.mark.parametrize("answers, expected", [
+    (["18", "18", "7"], ("18", False)),
+    (["7", "18", "18", "7"], ("7", True)),  # tie: the answer sampled first wins
+    ([None, "5", None], ("5", False)),  # failed extractions vote for nobody
+    (["Yes", "yes", "no"], ("Yes", False)),  # compared normalized, first spelling returned
+    (["-5", "5", "-5"], ("-5", False)),  # a minus sign is part of the answer
+    ([None, None], (None, False)),
+])
+def test_vote_with_ties(answers, expected):
+    assert vote(answers) == expected
+
+
+def test_kvote_uses_first_k_samples_and_counts_all_their_tokens():
+    task = REGISTRY["gsm8k"](train_size=1, test_size=1)
+    exs = [Example("a", "q", "18"), Example("b", "q", "7")]
+    samples = {"a": [tr("a", "3", 10, 0), tr("a", "18", 20, 1), tr("a", "18", 30, 2)],
+               "b": [tr("b", "7", 5, 0), tr("b", "1", 5, 1), tr("b", "2", 5, 2)]}
+    k1, k2, k3 = kvote(task, exs, samples, [1, 2, 3])
+    assert (k1["k"], k1["accuracy"], k1["mean_tokens"], k1["ties"]) == (1, 0.5, 7.5, 0.0)
+    assert (k2["accuracy"], k2["mean_tokens"], k2["ties"]) == (0.5, 20.0, 1.0)  # both items tie at k=2
+    assert (k3["accuracy"], k3["mean_tokens"], k3["ties"]) == (1.0, 37.5, 0.5)  # "18" wins 2-1; b's 3-way tie → "7"
+
+
+def test_verdict_arithmetic():
+    # 10 items: System 1 gets 2 right, System 2 gets 7, distilled 6 → (0.6 − 0.2) / (0.7 − 0.2) = 80%.
+    s1, s2, d = [1.0] * 2 + [0.0] * 8, [1.0] * 7 + [0.0] * 3, [1.0] * 6 + [0.0] * 4
+    v = verdict(s1, s2, d, s2_tokens=[200.0] * 10, d_tokens=[20.0] * 10)
+    assert v["gap"] == pytest.approx(0.5) and v["recovered"] == pytest.approx(0.8)
+    assert v["token_ratio"] == pytest.approx(0.1) and v["token_ratio_ci"] == pytest.approx((0.1, 0.1))
+    lo, hi = v["recovered_ci"]
+    assert lo <= 0.8 <= hi
+    line = sentence(v, "Distilled CoT", "CoT")
+    assert line.startswith("Distilled CoT recovers 80% (95% CI") and "of the System 2 − System 1 accuracy gap" in line
+    assert "at 10% (10%–10%) of CoT's tokens (20.0 vs 200.0 per answer)" in line
+
+
+@pytest.mark.parametrize("s2", [[1.0] * 2 + [0.0] * 8, [0.0] * 10])  # System 2 equal to, then below, System 1
+def test_verdict_when_system2_is_no_better_is_undefined(s2):
+    s1, d = [1.0] * 2 + [0.0] * 8, [1.0] * 5 + [0.0] * 5
+    v = verdict(s1, s2, d, [100.0] * 10, [10.0] * 10)
+    assert v["recovered"] is None and v["recovered_ci"] is None and v["gap"] <= 0
+    line = sentence(v, "Distilled CoT", "CoT")
+    assert "gap recovered is undefined" in line and "recovers" not in line
+
+
+def test_verdict_warns_when_the_gap_is_noise_and_rejects_bad_input():
+    s1, s2, d = [0.0] * 19 + [1.0], [0.0] * 18 + [1.0] * 2, [0.0] * 20
+    v = verdict(s1, s2, d, [50.0] * 20, [5.0] * 20)
+    assert v["recovered"] == pytest.approx(-1.0) and v["gap_ci"][0] <= 0 < v["undefined_share"]
+    assert "Caution: the gap itself" in sentence(v, "D", "S2")
+    with pytest.raises(ValueError):
+        verdict([1.0], [1.0, 0.0], [1.0], [1.0], [1.0])
+
+
+def test_plot_is_a_png(tmp_path):
+    scores = [{"label": "System 1", "kind": "system1", "accuracy": 0.1, "mean_tokens": 12.0, "by_k": None},
+              {"label": "CoT zero-shot", "kind": "system2", "accuracy": 0.5, "mean_tokens": 250.0,
+               "by_k": [{"k": 1, "accuracy": 0.4, "mean_tokens": 240.0}, {"k": 5, "accuracy": 0.55, "mean_tokens": 1200.0}]},
+              {"label": "Distilled CoT zero-shot", "kind": "distilled", "accuracy": 0.08, "mean_tokens": 0.0}]
+    path = plot_accuracy_vs_tokens(scores, tmp_path / "run" / "accuracy_vs_tokens.png", title="gsm8k")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_cot_gsm8k_config_loads():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "cot_gsm8k.yaml")
+    assert cfg.task.name == "gsm8k" and cfg.evaluate.k_votes[0] == 1 and max(cfg.evaluate.k_votes) > 1
+    assert cfg.distill.target == "answer_only" and {"system1", "cot", "cot_fewshot"} <= set(cfg.evaluate.systems)
+    assert load_config(None, []).evaluate.k_votes == [1]
+    assert load_config(None, ["evaluate.k_votes=[10,1,5,5]"]).evaluate.k_votes == [1, 5, 10]
+
+
+def test_pipeline_reports_kvote_verdict_and_plot(tmp_path, embedded_tokenizer, tiny_model, monkeypatch):
+    import json
+
+    from sys2distill.pipeline import Pipeline
+    from sys2distill.tasks.gsm8k import GSM8K
+
+    # A random model writes random tokens: read its first character as the answer, so votes vary.
+    monkeypatch.setattr(GSM8K, "extract_answer", lambda self, text: str(len(text) % 2))
+    data = tmp_path / "gsm8k"
+    data.mkdir()
+    for split in ("train", "test"):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps({"question": f"{i} + 1?", "answer": f"#### {i % 2}"}) + "\n"
+                                                     for i in range(3)))
+    cfg = load_config(None, [f"run_dir={tmp_path}/{{name}}", "task.name=gsm8k", "task.train_size=3", "task.test_size=3",
+                             f"task.options={{data_dir: {data}}}", "distill.methods=[cot]", "distill.target=answer_only",
+                             "filter.min_agreement=0", "evaluate.systems=[system1,cot]", "evaluate.k_votes=[1,2]",
+                             "evaluate.fidelity_samples=2", "generation.num_samples=2", "generation.max_tokens=4",
+                             "evaluate.max_tokens=4", "train.max_steps=1", "train.batch_size=4", "backend.batch_size=16"])
+    p = Pipeline(cfg, loaded_base=(tiny_model(embedded_tokenizer), embedded_tokenizer))
+    p.run()
+    results = json.loads((p.dir / "results.json").read_text())
+    for s in results["scores"]:
+        assert [e["k"] for e in s["by_k"]] == [1, 2] and s["by_k"][1]["mean_tokens"] > s["by_k"][0]["mean_tokens"]
+    assert not (p.dir / "evaluate" / "fidelity_cot.jsonl").exists()  # reused the k-vote samples
+    (v,) = results["verdicts"]
+    assert v["distilled_label"] == "Distilled CoT zero-shot" and v["system2_label"] == "CoT zero-shot" and v["n"] == 3
+    md = (p.dir / "results.md").read_text()
+    assert "## Distillability verdict" in md and "## Majority vote over k samples" in md
+    assert "![accuracy vs generated tokens](accuracy_vs_tokens.png)" in md
+    assert (p.dir / "accuracy_vs_tokens.png").read_bytes()[:4] == b"\x89PNG"
