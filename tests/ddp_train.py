@@ -27,4 +27,5 @@ model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_h
 train(data, "tiny", out / "model", TrainConfig(learning_rate=1e-2, epochs=1, batch_size=2), loaded=(model, tokenizer))
 rank = dist.get_rank() if dist.is_initialized() else 0
 checksum = sum(float(p.detach().double().sum()) for p in model.parameters())
-(out / f"rank{rank}.json").write_text(json.dumps({"checksum": checksum, "backend": dist.get_backend() if dist.is_initialized() else None}))
+backend = dist.get_backend() if dist.is_initialized() else None
+(out / f"rank{rank}.json").write_text(json.dumps({"checksum": checksum, "backend": backend}))

@@ -16,7 +16,7 @@ WORDS = ["apple banana", "cherry date", "elder fig", "grape honey", "iris jade",
 
 
 def test_torchrun_two_cpu_processes(tmp_path, embedded_tokenizer):
-    assert embedded_tokenizer is not None  # the fixture converts the embedded checkpoint once, before the ranks race to
+    assert embedded_tokenizer is not None  # the fixture converts the embedded checkpoint before two ranks would race to
     data = tmp_path / "train.jsonl"
     write_jsonl(data, [DistillRecord(id=f"ex{i}", prompt=[{"role": "user", "content": f"Last letters of '{w}'?"}],
                                      completion=[{"role": "assistant", "content": "".join(x[-1] for x in w.split())}],

@@ -20,7 +20,8 @@ from sys2distill.backends.openai_compat import OpenAIBackend
 from sys2distill.models import embedded_gguf
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
-                                reason="llama-cpp-python is not installed (.ci/run builds it: pip install 'llama-cpp-python[server]')")
+                                reason="llama-cpp-python is not installed (.ci/run builds it: "
+                                       "pip install 'sys2distill[llamacpp]')")
 PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}],
            [{"role": "user", "content": "Take the last letters of the words in \"Edgar Bob\" and concatenate them."}]]
 

@@ -45,7 +45,7 @@ def test_two_workers_match_one_process_in_input_order(cluster, tiny_path, tmp_pa
     assert isinstance(backend, CachedBackend) and isinstance(backend.inner, RayBackend)
     assert len(backend.inner.workers) == 2
     assert backend.generate(PROMPTS, params) == local  # per-sample seeds: sharding changes nothing
-    # Two replicas in two processes (the pool hands each of them shards).
+    # Two replicas in two processes, one shard each.
     pids = set(ray.get([w.__ray_call__.remote(lambda self: __import__("os").getpid()) for w in backend.inner.workers]))
     assert len(pids) == 2
     assert backend.generate(PROMPTS, params) == local and backend.hits == 12  # the cache answers the rerun

@@ -52,6 +52,7 @@ def test_s2a_rewrites_then_answers_the_rewrite_only():
     ("Response 2", (2, "")), ("0", (0, "")),
     ("Response 7 and Response 2 agree, so ...", (None, "no response index in output")),  # a discussion, not a choice
     ("I cannot decide.", (None, "no response index in output")), ("", (None, "no response index in output")),
+    ("The most consistent response is Response X.", (None, "copied the placeholder 'Response X'")),
     ("The most consistent response is Response 5", (None, "index 5 out of range 0-4")),
     ("The most consistent response is Response -1", (None, "index -1 out of range 0-4")),
 ])

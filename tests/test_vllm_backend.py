@@ -63,7 +63,8 @@ def test_sampling_mapping_and_outputs(fake_vllm, tmp_path, embedded_tokenizer):
     inputs, sps = b.llm.calls[0]
     assert [sp.kw["n"] for sp in sps] == [3, 3]
     kw = sps[0].kw
-    assert (kw["temperature"], kw["top_p"], kw["max_tokens"], kw["stop"], kw["skip_special_tokens"]) == (0.8, 0.9, 32, ["\n\n"], True)
+    assert (kw["temperature"], kw["top_p"], kw["max_tokens"], kw["stop"]) == (0.8, 0.9, 32, ["\n\n"])
+    assert kw["skip_special_tokens"]
     assert sps[0].kw["seed"] != sps[1].kw["seed"]  # per-prompt seeds: independent of the batch
     assert b.generate([HI], params) and b.llm.calls[1][1][0].kw["seed"] == sps[0].kw["seed"]
     # Token ids of the chat-templated prompt without added special tokens, as the HF backend feeds it.

@@ -36,7 +36,7 @@ class BackendConfig(Section):
     batch_size: int = Field(64, ge=1)  # sequences (prompts × samples) decoded together; 64 ≈ 1.25× faster than 32 on 2 CPU cores
     # openai: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs)
     base_url: str | None = None  # None: $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1
-    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key: a key in the config would be copied into the run folder
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key (a key in the config would land in the run folder)
     max_concurrency: int = Field(16, ge=1)  # requests in flight; servers batch them
     timeout: float = Field(120.0, gt=0)  # seconds per request before it is retried
     max_retries: int = Field(5, ge=0)  # on 429, 5xx, timeouts and dropped connections, with backoff + jitter
@@ -116,6 +116,7 @@ class TrainConfig(Section):
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=16)  # prompt + target tokens
+    group_by_length: bool = True  # batch records of similar length: less padding (packing needs FlashAttention)
     warmup_ratio: float = Field(0.0, ge=0, le=1)
     weight_decay: float = 0.0
     lora_r: int = Field(16, ge=1)

@@ -74,6 +74,9 @@ def build_trainer(dataset_path: Path, model: str, output_dir: Path, cfg: TrainCo
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,  # > 0 overrides epochs
         per_device_train_batch_size=cfg.batch_size,
+        # Similar lengths per batch cut padding; packing would too, but without FlashAttention
+        # packed records attend to each other.
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         gradient_accumulation_steps=cfg.grad_accum,
         warmup_steps=min(cfg.warmup_ratio, 0.999),  # transformers 5 dropped warmup_ratio: a float < 1 is a ratio
         weight_decay=cfg.weight_decay,

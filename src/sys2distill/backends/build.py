@@ -36,7 +36,8 @@ def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, ch
     accepted = inspect.signature(cls).parameters
     unused = [k for k in ENGINE_KNOBS if k in cfg.model_fields_set and k not in accepted]
     if unused and not checkpoint:
-        raise UserError(f"backend.{unused[0]} is not used by backend {cfg.name!r}: remove it, or pick a backend that takes it")
+        raise UserError(f"backend.{unused[0]} is not used by backend {cfg.name!r}: "
+                        "remove it, or pick a backend that takes it")
     kwargs = {k: getattr(cfg, k) for k in ENGINE_KNOBS if k in accepted}
     kwargs["model"] = model
     if loaded is not None and "loaded" in accepted:
@@ -44,7 +45,8 @@ def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, ch
     if cfg.distributed == "ray":
         from sys2distill.backends.distributed import RayBackend
 
-        gpus = 1.0 * kwargs.get("tensor_parallel_size", 1) if cfg.device.startswith("cuda") or cls.name == "vllm" else 0
+        on_gpu = cls.name == "vllm" or cfg.device.startswith("cuda")
+        gpus = kwargs.get("tensor_parallel_size", 1) if on_gpu else 0  # a vLLM replica spans tensor_parallel_size GPUs
         backend: Backend = RayBackend(cls.name, kwargs, num_workers=cfg.num_workers, gpus_per_worker=gpus)
     else:
         backend = cls(**kwargs)

@@ -29,12 +29,12 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS completions (
 
 
 def model_fingerprint(model: str) -> str:
-    """The model's identity for the key: a local folder adds its weight files' sizes and mtimes,
+    """The model's identity for the key: a local folder adds its weight, config and template files' sizes and mtimes,
     so a retrained checkpoint at the same path never reuses its predecessor's completions."""
     path = Path(model)
     if not path.is_dir():
         return model
-    files = sorted(f for f in path.iterdir() if f.suffix in {".safetensors", ".bin", ".gguf", ".json"})
+    files = sorted(f for f in path.iterdir() if f.suffix in {".safetensors", ".bin", ".gguf", ".json", ".jinja"})
     stamp = "".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns};" for f in files)
     return f"{model}#{hashlib.sha256(stamp.encode()).hexdigest()[:16]}"
 
@@ -73,7 +73,7 @@ class CachedBackend:
         return found
 
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[list[Completion]]:
-        keys = [[self.key(m, params, j) for j in range(params.n)] for m in prompts]
+        keys = [[self.key(m, params, params.first_sample + j) for j in range(params.n)] for m in prompts]
         have = self.lookup([k for row in keys for k, _ in row])
         todo = [i for i, row in enumerate(keys) if any(k not in have for k, _ in row)]
         self.hits += len({k for row in keys for k, _ in row if k in have})
@@ -86,7 +86,8 @@ class CachedBackend:
             outs = self.inner.generate([prompts[i] for i in idx], params)
             new = {k: (k, self.identity, json.dumps(prompts[i], ensure_ascii=False), p, j, c.text, c.prompt_tokens,
                        c.completion_tokens, c.finish_reason, time.time())
-                   for i, cs in zip(idx, outs) for j, ((k, p), c) in enumerate(zip(keys[i], cs)) if k not in have}
+                   for i, cs in zip(idx, outs)
+                   for j, ((k, p), c) in enumerate(zip(keys[i], cs), params.first_sample) if k not in have}
             self.misses += len(new)
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?)", new.values())

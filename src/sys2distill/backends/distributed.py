@@ -1,8 +1,8 @@
 """Scale-out generation on a Ray cluster (issue 5, part 3): ``backend.distributed: ray``.
 
 ``num_workers`` Ray actors each build the configured backend once (HF on CPU/GPU, vLLM,
-or an ``openai`` client); every ``generate`` call cuts its prompts into shards, hands them
-to idle actors and returns the results in input order, so the driver writes the run folder
+or an ``openai`` client); every ``generate`` call cuts its prompts into one shard per actor
+and returns the results in input order, so the driver writes the run folder
 as in a one-process run. With per-sample seeds (``backends.base``) the output does not
 depend on how the prompts were sharded.
 
@@ -10,7 +10,7 @@ Long-lived actors rather than Ray Data: the pipeline calls ``generate`` once per
 checkpointed chunk (``generation.chunk_size`` inputs) so a crash loses at most a chunk, and a
 Ray Data ``map_batches`` actor pool lives for one dataset execution — each chunk would reload
 the model in every worker and pay Ray Data's planning overhead, and results would need
-re-sorting. Actors keep the model loaded across chunks; ``ActorPool.map`` keeps input order.
+re-sorting. Actors keep the model loaded across chunks; shards come back in input order.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class _Worker:
         self.error: UserError | None = None
         try:
             self.backend = lookup(backends.REGISTRY, name, "backend")(**kwargs)
-        except UserError as e:  # raised again by model_id(): Ray returns a method's exception intact, a constructor's as text
+        except UserError as e:  # model_id() raises it: Ray returns a method's exception intact, a constructor's as text
             self.error = e
 
     def model_id(self) -> str:
@@ -50,13 +50,14 @@ class RayBackend:
     def __init__(self, name: str, kwargs: dict, num_workers: int = 2, gpus_per_worker: float = 0):
         try:
             import ray
-            from ray.util import ActorPool
         except ImportError:
             raise UserError(f"backend.distributed=ray needs Ray: run `{INSTALL}`") from None
         if not ray.is_initialized():
             ray.init()  # joins the cluster named by $RAY_ADDRESS, else starts a local one
-        # Split the cluster's CPUs between the workers: Ray sets each actor's torch/OMP threads to its share.
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // num_workers)
+        # Split the cluster's CPUs between the workers (Ray sets each actor's torch/OMP threads to its
+        # share), but never ask for more than one node has: an actor cannot span nodes.
+        per_node = max(n["Resources"].get("CPU", 1) for n in ray.nodes() if n["Alive"])
+        cpus = max(1, min(int(ray.cluster_resources().get("CPU", 1)) // num_workers, int(per_node)))
         actor = ray.remote(num_cpus=cpus, num_gpus=gpus_per_worker)(_Worker)
         self.workers = [actor.remote(name, kwargs) for _ in range(num_workers)]
         self._ray = ray
@@ -66,7 +67,6 @@ class RayBackend:
         except Exception:
             self.close()  # free the failed replicas' CPUs/GPUs on the cluster
             raise
-        self.pool = ActorPool(self.workers)
 
     def _get(self, fetch):
         try:
@@ -77,11 +77,11 @@ class RayBackend:
             raise
 
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[list[Completion]]:
-        # Several shards per worker: a worker that draws short answers takes the next shard.
-        shards = 2 * len(self.workers)
-        size = -(-len(prompts) // shards) or 1
+        # One contiguous shard per worker: engines batch within a call, so fewer, larger calls run faster.
+        size = -(-len(prompts) // len(self.workers)) or 1
         parts = [prompts[i:i + size] for i in range(0, len(prompts), size)]
-        out = self._get(lambda: list(self.pool.map(lambda w, part: w.generate.remote(part, params), parts)))
+        refs = [w.generate.remote(part, params) for w, part in zip(self.workers, parts)]
+        out = self._get(lambda: self._ray.get(refs))  # in shard order = input order
         return [row for part in out for row in part]
 
     def close(self) -> None:

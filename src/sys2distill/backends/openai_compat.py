@@ -104,7 +104,7 @@ class OpenAIBackend:
 
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[list[Completion]]:
         n = 1 if params.temperature == 0 else params.n  # greedy samples are identical: ask once, copy
-        bodies = [[self._body(m, params, j) for j in range(n)] for m in prompts]
+        bodies = [[self._body(m, params, params.first_sample + j) for j in range(n)] for m in prompts]
         flat = run_sync(self._gather([b for row in bodies for b in row]))
         return [flat[i * n:(i + 1) * n] * (params.n // n) for i in range(len(prompts))]
 

@@ -40,6 +40,7 @@ PROMPTS = {"compose": COMPOSE_PROMPT, "select": SELECT_PROMPT}
 SUBSAMPLE = (10, 1)  # the paper's fallback sizes when N responses overflow the context
 RETRY_TEMPERATURE = 0.7  # a greedy retry would repeat the same unparsable output
 
+
 def _count_tokens(backend: Backend, messages: list[dict[str, str]]) -> int:
     tokenizer = getattr(backend, "tokenizer", None)
     if tokenizer is not None and hasattr(backend, "render"):
@@ -49,6 +50,8 @@ def _count_tokens(backend: Backend, messages: list[dict[str, str]]) -> int:
 
 @register_filter("usc")
 class USCFilter(Filter):
+    """Ask the model which of an input's N responses the majority supports; keep that answer."""
+
     needs_backend = True
 
     def __init__(self, min_agreement: float = 0.5, enabled: bool = True, variant: str = "compose",

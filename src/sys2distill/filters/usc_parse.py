@@ -14,6 +14,7 @@ _FINAL = re.compile(r"FINAL(?: ANSWER)?\W{0,3}:\s*", re.I)
 # Lazy \W*? leaves a minus sign to the number, so "Response -1" is out of range, not 1.
 _INDEX = re.compile(r"most consistent response is\W*?(?:response\W*?)?(-?\d+)", re.I)
 _BARE_INDEX = re.compile(r"\W*?(?:response\W*?)?(-?\d+)\W*", re.I)
+_PLACEHOLDER = re.compile(r"\bresponse x\b", re.I)
 
 
 def parse_final(text: str) -> tuple[str | None, str]:
@@ -36,7 +37,7 @@ def parse_index(text: str, n: int) -> tuple[int | None, str]:
     first number in a discussion of the responses is a guess, not a choice.
     """
     m = _INDEX.search(text) or _BARE_INDEX.fullmatch(text)
-    if not m:
-        return None, "no response index in output"
+    if not m:  # small models often echo the prompt's placeholder: say so, it explains a 0% parse rate
+        return None, "copied the placeholder 'Response X'" if _PLACEHOLDER.search(text) else "no response index in output"
     i = int(m.group(1))
     return (i, "") if 0 <= i < n else (None, f"index {i} out of range 0-{n - 1}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 from sys2distill.backends.base import Backend, Messages, SamplingParams
@@ -65,3 +66,28 @@ class SingleStepMethod(Method):
         outs = backend.generate(prompts, params)
         return [[self.trace(ex, j, [make_step("answer", p, c)]) for j, c in enumerate(cs, params.first_sample)]
                 for ex, p, cs in zip(examples, prompts, outs)]
+
+
+class TwoStepMethod(Method):
+    """Rewrite the input, then answer the rewrite alone (RaR 2-step, S2A).
+
+    With ``n`` samples, each of the ``n`` rewrites gets one answer, so the ``n`` traces are
+    ``n`` independent System 2 runs. The answer is seeded by its rewrite (``first_sample=0``),
+    so sample j is the same however samples are batched; the seed shift keeps step 2 from
+    replaying step 1's draws. #Tokens counts both steps.
+    """
+
+    steps: ClassVar[tuple[str, str]]  # prompt names of the two steps
+    rewrite_field: ClassVar[str]  # the placeholder under which step 2's prompt receives step 1's output
+
+    def run(self, examples: list[Example], backend: Backend, params: SamplingParams) -> list[list[Trace]]:
+        first, second = self.steps
+        first_prompts = [self.prompt(first, ex) for ex in examples]
+        rewrites = backend.generate(first_prompts, params)
+        second_prompts = [self.prompt(second, ex, **{self.rewrite_field: c.text})
+                          for ex, cs in zip(examples, rewrites) for c in cs]
+        answers = iter(backend.generate(second_prompts, replace(params, n=1, seed=params.seed + 1, first_sample=0)))
+        prompts = iter(second_prompts)
+        return [[self.trace(ex, j, [make_step(first, p1, c1), make_step(second, next(prompts), next(answers)[0])])
+                 for j, c1 in enumerate(cs, params.first_sample)]
+                for ex, p1, cs in zip(examples, first_prompts, rewrites)]

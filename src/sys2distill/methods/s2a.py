@@ -2,17 +2,13 @@
 
 Step 1 rewrites the user's text, keeping only the unbiased context and the question (the
 opinion is dropped); step 2 answers from the rewrite alone, so the original opinion never
-reaches the answering call. With ``n`` samples each of the ``n`` rewrites gets one answer.
+reaches the answering call (see ``TwoStepMethod``).
 #Tokens counts both steps. The distilled model is trained on the *original* prompt → the
 step-2 answer (``dataset.build_records``), so it must learn to ignore the opinion itself.
 """
 
-from dataclasses import replace
-
-from sys2distill.backends.base import Backend, SamplingParams
 from sys2distill.methods import register_method
-from sys2distill.methods.base import Method, make_step
-from sys2distill.records import Example, Trace
+from sys2distill.methods.base import TwoStepMethod
 
 # Quoted from Fig. 6 of arXiv 2407.06023 (the paper's {input} is our {question} in step 1 and
 # the step-1 rewrite, {rewritten}, in step 2).
@@ -29,17 +25,8 @@ PROMPTS = {
 
 
 @register_method("s2a")
-class S2A(Method):
+class S2A(TwoStepMethod):
     label = "S2A"
     PROMPTS = PROMPTS
-
-    def run(self, examples: list[Example], backend: Backend, params: SamplingParams) -> list[list[Trace]]:
-        rewrite_prompts = [self.prompt("rewrite", ex) for ex in examples]
-        rewrites = backend.generate(rewrite_prompts, params)
-        respond_prompts = [self.prompt("respond", ex, rewritten=c.text) for ex, cs in zip(examples, rewrites) for c in cs]
-        # One answer per rewrite; the seed is shifted so step 2 does not replay step 1's draws.
-        answers = iter(backend.generate(respond_prompts, replace(params, n=1, seed=params.seed + 1)))
-        prompts = iter(respond_prompts)
-        return [[self.trace(ex, j, [make_step("rewrite", p1, c1), make_step("respond", next(prompts), next(answers)[0])])
-                 for j, c1 in enumerate(cs)]
-                for ex, p1, cs in zip(examples, rewrite_prompts, rewrites)]
+    steps = ("rewrite", "respond")
+    rewrite_field = "rewritten"
