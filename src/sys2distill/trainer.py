@@ -57,7 +57,8 @@ def build_trainer(dataset_path: Path, model: str, output_dir: Path, cfg: TrainCo
     if not Path(dataset_path).is_file():
         raise UserError(f"training data not found: {dataset_path}: rerun the dataset stage")
     if not Path(dataset_path).read_text(encoding="utf-8").strip():
-        raise UserError(f"no training examples in {dataset_path}: loosen filter.min_agreement or raise task.train_size")
+        raise UserError(f"no training examples in {dataset_path}: the filter kept no input (see the filter/ folder for why): "
+                        "loosen filter.min_agreement, raise task.train_size, or use a stronger model")
     set_seed(cfg.seed)  # before the model is touched: LoRA's random init happens inside SFTTrainer
     net, tokenizer = loaded if loaded is not None else load_model_and_tokenizer(model)
     if tokenizer.pad_token is None:
