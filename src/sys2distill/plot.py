@@ -5,6 +5,8 @@ and one per (system, k) when majority-vote evaluation ran, joined by a line per 
 
 from __future__ import annotations
 
+import math
+import textwrap
 from pathlib import Path
 
 PLOT_FILE = "accuracy_vs_tokens.png"
@@ -17,6 +19,7 @@ def plot_accuracy_vs_tokens(scores: list[dict], path: Path, title: str = "") -> 
 
     matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for i, s in enumerate(scores):
@@ -31,11 +34,17 @@ def plot_accuracy_vs_tokens(scores: list[dict], path: Path, title: str = "") -> 
                 ax.annotate(f"k={e['k']}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=color)
     # Tokens span orders of magnitude (a one-word answer vs ten chains of thought).
     ax.set_xscale("log")
+    # Plain numbers; minor ticks labelled too (all of them when the points span under a decade).
+    xs = [max(s["mean_tokens"], 0.5) for s in scores] + [max(e["mean_tokens"], 0.5) for s in scores for e in s.get("by_k") or []]
+    shown = range(1, 10) if max(xs) / min(xs) < 10 else (2, 5)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(
+        lambda x, _: f"{x:g}" if x > 0 and round(x / 10 ** math.floor(math.log10(x))) in shown else ""))
     ax.set_xlabel("mean generated tokens per test item (all k samples when voting)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=8)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
