@@ -65,7 +65,10 @@ def main(overrides: list[str]) -> None:
     start = time.perf_counter()
     Pipeline(cfg).run()
     print(f"pipeline: {time.perf_counter() - start:.0f} s wall; results in {cfg.path}/results.md")
-    shutil.copy(cfg.path / "results.md", ROOT / "bench" / "cot_gsm8k_qwen_results.md")
+    plot = "cot_gsm8k_qwen_accuracy_vs_tokens.png"
+    shutil.copy(cfg.path / "accuracy_vs_tokens.png", ROOT / "bench" / plot)
+    md = (cfg.path / "results.md").read_text().replace("](accuracy_vs_tokens.png)", f"]({plot})")
+    (ROOT / "bench" / "cot_gsm8k_qwen_results.md").write_text(md)
 
 
 if __name__ == "__main__":
