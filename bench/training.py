@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import random
 import resource
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from sampling import matmul_gflops  # bench/sampling.py: the same roof measurement
 
 from sys2distill.config import TrainConfig
 from sys2distill.models import load_model_and_tokenizer
@@ -26,18 +27,6 @@ from sys2distill.tasks import REGISTRY
 from sys2distill.trainer import build_trainer
 
 PARAMS = 134.5e6
-
-
-def matmul_gflops(size: int = 1024, reps: int = 20) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 * reps / statistics.median(times) / 1e9
 
 
 def records(n: int) -> list[DistillRecord]:
@@ -73,7 +62,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
-    roof = matmul_gflops() / (6 * PARAMS / 1e9)
+    roof = matmul_gflops(torch.float32) / (6 * PARAMS / 1e9)
     data = Path(tempfile.mkdtemp()) / "data.jsonl"
     write_jsonl(data, records(args.records))
     print(f"roof: {roof:.0f} tok/s (fp32 matmul GFLOP/s ÷ 6 × {PARAMS / 1e6:.1f}M params)\n")
