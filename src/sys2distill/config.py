@@ -130,7 +130,9 @@ class EvalConfig(Section):
 
     systems: list[str] = ["system1", "rar_1step", "rar_2step"]  # System 1 and System 2 methods
     max_tokens: int = Field(256, ge=1)
-    fidelity_samples: int = Field(8, ge=1)  # System 2 samples (drawn as in `generation`) voted on test inputs for fidelity
+    # System 2 samples (drawn as in `generation`) voted on test inputs for fidelity; 0 = compare with
+    # System 2's greedy answer from this table instead (no extra sampling: for costly methods like BSM).
+    fidelity_samples: int = Field(8, ge=0)
     # Majority vote over k answers sampled as in `generation` (paper Table 4: 1, 5, 10); max(k)
     # samples per system, the first k voted. [1] = the greedy table only, no extra sampling.
     k_votes: list[int] = [1]
@@ -157,6 +159,7 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvalConfig = EvalConfig()
     prompts: dict[str, dict[str, str]] = {}  # {method: {prompt_name: template}} overrides
+    method_options: dict[str, dict[str, Any]] = {}  # {method: {option: value}}, e.g. {bsm: {max_criteria: 3}}
 
     @field_validator("name")
     @classmethod

@@ -25,7 +25,7 @@ def build_records(examples: list[Example], traces: dict[str, list[Trace]], decis
         # A filter that composes its answer (USC's compose prompt) names no winning trace:
         # the composed answer is then the final response.
         winning = next((t for t in traces[d.example_id] if d.trace_ids and t.id == d.trace_ids[0]), None)
-        text = winning.final if target == "final_response" and winning is not None else d.answer
+        text = winning.final if target == "final_response" and winning is not None else system1.task.format_answer(d.answer)
         records.append(DistillRecord(
             id=d.example_id,
             prompt=system1.prompt("answer", by_id[d.example_id]),

@@ -24,7 +24,10 @@ class SystemScore:
     mean_tokens: float
     extraction_failures: float  # share of answers the task's rule could not parse
     fidelity: float | None = None  # distilled only: agreement with System 2's majority answer
-    by_group: dict[str, float] | None = None  # accuracy per ``Example.metadata["group"]`` (e.g. biased/unbiased)
+    by_group: dict[str, float] | None = None  # accuracy per ``Example.metadata["group"]`` / ``["groups"]`` (e.g. biased/unbiased)
+    # Paired tasks (a judge's two response orders): share of pairs whose answers disagree, overall and per group.
+    inconsistent: float | None = None
+    inconsistent_by_group: dict[str, float] | None = None
     by_k: list[dict] | None = None  # majority vote over k sampled answers, one entry per k (``kvote``)
 
     def to_dict(self) -> dict:
@@ -47,8 +50,15 @@ def score(task: Task, examples: list[Example], traces: dict[str, list[Trace]], s
     correct = [float(task.correct(t.answer, ex)) for ex, t in zip(examples, firsts)]
     groups: dict[str, list[float]] = {}
     for ex, c in zip(examples, correct):
-        if "group" in ex.metadata:
-            groups.setdefault(ex.metadata["group"], []).append(c)
+        for g in _groups(ex):
+            groups.setdefault(g, []).append(c)
+    flips = task.inconsistent(examples, {ex.id: t.answer for ex, t in zip(examples, firsts)})
+    flips_by_group: dict[str, list[float]] = {}
+    if flips:
+        first_of_pair = {ex.metadata["pair_id"]: ex for ex in reversed(examples) if "pair_id" in ex.metadata}
+        for pair_id, flipped in flips.items():
+            for g in _groups(first_of_pair[pair_id]):
+                flips_by_group.setdefault(g, []).append(float(flipped))
     return SystemScore(
         system=system, label=label, kind=kind, n=len(examples),
         accuracy=sum(correct) / len(correct),
@@ -56,7 +66,14 @@ def score(task: Task, examples: list[Example], traces: dict[str, list[Trace]], s
         mean_tokens=sum(t.tokens for t in firsts) / len(firsts),
         extraction_failures=sum(t.answer is None for t in firsts) / len(firsts),
         by_group={g: sum(v) / len(v) for g, v in groups.items()} or None,
+        inconsistent=sum(flips.values()) / len(flips) if flips else None,
+        inconsistent_by_group={g: sum(v) / len(v) for g, v in flips_by_group.items()} or None,
     )
+
+
+def _groups(example: Example) -> list[str]:
+    """Sub-populations an example is scored in: ``metadata["groups"]``, or its one ``group``."""
+    return list(example.metadata.get("groups") or ([example.metadata["group"]] if "group" in example.metadata else []))
 
 
 def vote(answers: list[str | None]) -> tuple[str | None, bool]:

@@ -37,7 +37,7 @@ from sys2distill.registry import lookup
 
 STAGES = ("generate", "filter", "train", "evaluate", "report")
 # Config keys each stage's outputs depend on (cumulative: a stage depends on its inputs' keys).
-_KEYS = {"generate": ["model", "task", "backend.dtype", "generation", "distill.methods", "prompts"]}
+_KEYS = {"generate": ["model", "task", "backend.dtype", "generation", "distill.methods", "prompts", "method_options"]}
 _KEYS["filter"] = _KEYS["generate"] + ["filter", "distill.target"]
 _KEYS["train"] = _KEYS["filter"] + ["train"]
 _KEYS["evaluate"] = _KEYS["train"] + ["evaluate"]
@@ -62,7 +62,7 @@ class Pipeline:
         self.dir = cfg.path
         # Fail fast: every name in the config is checked before any work starts.
         task_cls = lookup(tasks.REGISTRY, cfg.task.name, "task")
-        for m in {*(s.method for s in cfg.distill.specs), *cfg.evaluate.systems, *cfg.prompts}:
+        for m in {*(s.method for s in cfg.distill.specs), *cfg.evaluate.systems, *cfg.prompts, *cfg.method_options}:
             lookup(methods.REGISTRY, m, "method")
         for f in [cfg.filter, *(s.filter for s in cfg.distill.specs if s.filter)]:
             lookup(filters.REGISTRY, f.name, "filter")
@@ -80,7 +80,7 @@ class Pipeline:
 
     # -- shared pieces ---------------------------------------------------------------------
     def method(self, name: str):
-        return methods.REGISTRY[name](self.task, self.cfg.prompts.get(name))
+        return methods.REGISTRY[name](self.task, self.cfg.prompts.get(name), self.cfg.method_options.get(name))
 
     def backend(self) -> Backend:
         if self._backend is None:
@@ -122,7 +122,8 @@ class Pipeline:
             return False
         saved = json.loads(marker.read_text())
         new = self._fingerprint(stage)
-        changed = [k for k in new if saved["config"].get(k) != new[k]]
+        # A key added to the fingerprint after the folder was made counts as unchanged while it is empty.
+        changed = [k for k in new if saved["config"].get(k, None if new[k] else new[k]) != new[k]]
         if changed:
             state = "finished" if saved.get("done") else "started"
             raise UserError(f"run folder {self.dir} has a {state} '{stage}' stage made with different "
@@ -229,22 +230,25 @@ class Pipeline:
         ev, test = self.cfg.evaluate, self.examples("test")
         greedy = SamplingParams(n=1, temperature=0.0, max_tokens=ev.max_tokens)
         out, chunk = self.dir / "evaluate", self.cfg.generation.chunk_size
-        scores, voted = [], {}
+        scores, voted, greedy_traces = [], {}, {}
         for name in ev.systems:
             m = self.method(name)
-            traces = run_method(m, test, self.backend(), greedy, out / f"{name}.jsonl", chunk, desc=f"evaluate {name}")
+            traces = greedy_traces[name] = run_method(m, test, self.backend(), greedy, out / f"{name}.jsonl", chunk,
+                                                      desc=f"evaluate {name}")
             scores.append(score(self.task, test, traces, name, m.label, "system1" if name == "system1" else "system2"))
             voted[name] = self._kvote(scores[-1], m, self.backend(), test)
         for spec in self.cfg.distill.specs:
             m = self.method(spec.method)
             # System 2's majority answer on the *test* inputs, for the fidelity metric. The k-vote
             # samples are drawn the same way (sample j is seeded alone): reuse them when there are enough.
-            if voted.get(spec.method) and max(ev.k_votes) >= ev.fidelity_samples:
-                system2 = {k: v[:ev.fidelity_samples] for k, v in voted[spec.method].items()}
+            n_fid = max(ev.fidelity_samples, 1)  # 0 falls back to one sample when System 2 was not evaluated
+            if ev.fidelity_samples == 0 and spec.method in greedy_traces:
+                system2 = greedy_traces[spec.method]
+            elif voted.get(spec.method) and max(ev.k_votes) >= n_fid:
+                system2 = {k: v[:n_fid] for k, v in voted[spec.method].items()}
             else:
-                system2 = run_method(m, test, self.backend(), replace(self.sampling(), n=ev.fidelity_samples),
-                                     out / f"fidelity_{spec.method}.jsonl", chunk,
-                                     desc=f"fidelity samples {spec.method} ×{ev.fidelity_samples}")
+                system2 = run_method(m, test, self.backend(), replace(self.sampling(), n=n_fid),
+                                     out / f"fidelity_{spec.method}.jsonl", chunk, desc=f"fidelity samples {spec.method} ×{n_fid}")
             distilled = build_backend(self.cfg.backend, str(self.dir / "train" / spec.key), self.dir, checkpoint=True)
             traces = run_method(self.method("system1"), test, distilled, greedy, out / f"distill_{spec.key}.jsonl",
                                 chunk, desc=f"evaluate distilled {spec.key}")

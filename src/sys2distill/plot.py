@@ -13,7 +13,7 @@ PLOT_FILE = "accuracy_vs_tokens.png"
 _MARKERS = {"system1": "s", "system2": "o", "distilled": "D"}
 
 
-def plot_accuracy_vs_tokens(scores: list[dict], path: Path, title: str = "") -> Path:
+def plot_accuracy_vs_tokens(scores: list[dict], path: Path, title: str = "", metric: str = "accuracy") -> Path:
     """Write the PNG and return its path. ``scores`` are ``SystemScore`` dicts."""
     import matplotlib
 
@@ -41,7 +41,7 @@ def plot_accuracy_vs_tokens(scores: list[dict], path: Path, title: str = "") -> 
     ax.xaxis.set_minor_formatter(FuncFormatter(
         lambda x, _: f"{x:g}" if x > 0 and round(x / 10 ** math.floor(math.log10(x))) in shown else ""))
     ax.set_xlabel("mean generated tokens per test item (all k samples when voting)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel(f"{metric} (%)")
     ax.set_ylim(-2, 102)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=8)

@@ -29,6 +29,11 @@ PAPER = {
                   "rar_2step": (77.2, 112.4), "distill_rar_2step": (75.69, 50.3)},
     # Table 4 at k=1; the paper's System 1 here is 8-shot without CoT.
     "gsm8k": {"system1": (7.58, 57), "cot": (52.77, 270), "cot_fewshot": (36.39, 297), "distill_cot": (7.13, 18)},
+    # Table 3: human agreement % / % inconsistent / #tokens on OASST2 and on MT-bench.
+    "pairwise_judge": {"system1": "OASST2 32.0 / 56.7 / 4; MT-bench 28.1 / 80.9 / 4",
+                       "cot": "OASST2 45.2 / 37.7 / 432.6; MT-bench 58.9 / 30.8 / 411.8",
+                       "bsm": "OASST2 49.1 / 30.4 / 2117.8; MT-bench 64.5 / 21.1 / 2063.1",
+                       "distill_bsm": "OASST2 58.4 / 12.2 / 4; MT-bench 72.4 / 9.1 / 4"},
 }
 # Table 4 at k = 5 and 10 (majority vote; #tokens count all k samples).
 PAPER_K = {"gsm8k": {"system1": {5: (9.40, 295), 10: (10.31, 620)}, "cot": {5: (57.54, 1385), 10: (59.44, 2760)},
@@ -67,15 +72,29 @@ def collect(p: Pipeline) -> dict:
             stages[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"]}
     return {
         "task": p.cfg.task.name, "model": model_identity(p.cfg.model), "config": p.cfg.model_dump(),
-        "extraction_rule": p.task.extraction_rule, "task_version": p.task.version,
+        "extraction_rule": p.task.extraction_rule, "task_version": p.task.version, "metric": p.task.metric,
         "scores": scores, "filter": yields, "stages": stages, "versions": _versions(),
         "verdicts": run_verdicts(p, scores),
     }
 
 
-def _groups(scores: list[dict]) -> list[str]:
-    """Sub-populations scored separately (e.g. SycophancyEval's biased / unbiased prompts)."""
-    return sorted({g for s in scores for g in (s.get("by_group") or {})})
+def _groups(scores: list[dict], categories: bool = False) -> list[str]:
+    """Sub-populations scored separately (e.g. SycophancyEval's biased / unbiased prompts, a judge's
+    test sets); ``categories=True`` gives the finer "set/category" groups (MT-bench's categories)."""
+    return sorted({g for s in scores for g in (s.get("by_group") or {}) if ("/" in g) == categories})
+
+
+def _paper(ref) -> str:
+    if not ref:
+        return ""
+    return ref if isinstance(ref, str) else f"{ref[0]}% / {ref[1]}"
+
+
+def _group_cell(s: dict, g: str) -> str:
+    """Accuracy in group ``g``; for paired tasks "agreement / % inconsistent", the paper's Table 3 layout."""
+    acc = _pct((s.get("by_group") or {}).get(g))
+    flips = (s.get("inconsistent_by_group") or {}).get(g)
+    return acc if flips is None else f"{acc} / {_pct(flips)}"
 
 
 def _pct(x: float | None) -> str:
@@ -85,25 +104,30 @@ def _pct(x: float | None) -> str:
 def markdown(results: dict) -> str:
     paper = PAPER.get(results["task"], {})
     groups = _groups(results["scores"])
+    metric = results.get("metric", "accuracy")
+    paired = any(s.get("inconsistent") is not None for s in results["scores"])
     lines = [f"# {results['task']} — {results['model']}", "", *_verdict_lines(results),
-             "| system | accuracy (95% CI) | " + "".join(f"{g} | " for g in groups) + "#tokens | fidelity | paper (Llama-2-70B) |",
-             "|---|---|" + "---|" * len(groups) + "---|---|---|"]
+             f"| system | {metric} (95% CI) | " + ("% inconsistent | " if paired else "")
+             + "".join(f"{g}{' (agree / incons.)' if paired else ''} | " for g in groups) + "#tokens | fidelity | paper (Llama-2-70B) |",
+             "|---|---|" + "---|" * (len(groups) + paired) + "---|---|---|"]
     for s in results["scores"]:
         lo, hi = s["accuracy_ci"]
-        ref = paper.get(s["system"])
-        by_group = s.get("by_group") or {}
         lines.append(f"| {s['label']} | {100 * s['accuracy']:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}) | "
-                     + "".join(f"{_pct(by_group.get(g))} | " for g in groups)
-                     + f"{s['mean_tokens']:.1f} | {_pct(s['fidelity'])} | {f'{ref[0]}% / {ref[1]}' if ref else ''} |")
+                     + (f"{_pct(s.get('inconsistent'))} | " if paired else "")
+                     + "".join(f"{_group_cell(s, g)} | " for g in groups)
+                     + f"{s['mean_tokens']:.1f} | {_pct(s['fidelity'])} | {_paper(paper.get(s['system']))} |")
     n = results["scores"][0]["n"] if results["scores"] else 0
     lines += ["", f"Test items: {n}. #tokens = mean generated tokens per answer, intermediate steps included. "
-              "Fidelity = how often the distilled answer equals System 2's majority answer on the test input.",
+              "Fidelity = how often the distilled answer equals System 2's majority answer on the test input."
+              + (" % inconsistent = share of test pairs whose verdict changes when the two responses swap places."
+                 if paired else ""),
               f"Extraction rule (v{results['task_version']}): {results['extraction_rule']}", "", "## Consistency filter", "",
               "| distilled from | inputs | kept | yield | dropped because | train steps | final loss |", "|---|---|---|---|---|---|---|"]
     for name, y in results["filter"].items():
         t = y.get("train", {})
         lines.append(f"| {name} | {y['inputs']} | {y['kept']} | {100 * y['yield']:.0f}% | {y['dropped_because'] or '-'} "
                      f"| {t.get('steps', '')} | {t.get('final_loss', '')} |")
+    lines += _category_lines(results)
     lines += _kvote_lines(results)
     if results.get("plot"):
         lines += ["", f"![accuracy vs generated tokens]({results['plot']})"]
@@ -120,6 +144,18 @@ def _verdict_lines(results: dict) -> list[str]:
     return ["## Distillability verdict", "", *[f"- {v['sentence']}" for v in results["verdicts"]], "",
             "Gap recovered = (distilled − System 1) / (System 2 − System 1) in accuracy; token ratio = distilled / "
             "System 2 mean generated tokens; 95% bootstrap intervals over test items; greedy answers.", ""]
+
+
+def _category_lines(results: dict) -> list[str]:
+    """Per-category scores (the paper's Table 6 for MT-bench), when the task reports categories."""
+    categories = _groups(results["scores"], categories=True)
+    if not categories:
+        return []
+    lines = ["", f"## {results.get('metric', 'accuracy').capitalize()} per category", "",
+             "| system | " + " | ".join(categories) + " |", "|---|" + "---|" * len(categories)]
+    for s in results["scores"]:
+        lines.append(f"| {s['label']} | " + " | ".join(_group_cell(s, c) for c in categories) + " |")
+    return lines
 
 
 def _kvote_lines(results: dict) -> list[str]:
@@ -147,13 +183,15 @@ def _kvote_lines(results: dict) -> list[str]:
 def print_table(results: dict, console: Console | None = None) -> None:
     table = Table(title=f"{results['task']} — {results['model']}")
     groups = _groups(results["scores"])
-    for col in ("system", "accuracy", "95% CI", *groups, "#tokens", "fidelity"):
+    paired = any(s.get("inconsistent") is not None for s in results["scores"])
+    for col in ("system", results.get("metric", "accuracy"), "95% CI", *(["% inconsistent"] if paired else []),
+                *groups, "#tokens", "fidelity"):
         table.add_column(col, justify="left" if col == "system" else "right")
     for s in results["scores"]:
         lo, hi = s["accuracy_ci"]
-        by_group = s.get("by_group") or {}
         table.add_row(s["label"], _pct(s["accuracy"]), f"{100 * lo:.1f}–{100 * hi:.1f}",
-                      *[_pct(by_group.get(g)) for g in groups], f"{s['mean_tokens']:.1f}", _pct(s["fidelity"]))
+                      *([_pct(s.get("inconsistent"))] if paired else []),
+                      *[_group_cell(s, g) for g in groups], f"{s['mean_tokens']:.1f}", _pct(s["fidelity"]))
     (console or Console()).print(table)
     for v in results.get("verdicts", []):
         (console or Console()).print(v["sentence"])
@@ -161,7 +199,8 @@ def print_table(results: dict, console: Console | None = None) -> None:
 
 def write_report(p: Pipeline) -> dict:
     results = collect(p)
-    plot_accuracy_vs_tokens(results["scores"], p.dir / PLOT_FILE, title=f"{results['task']} — {results['model']}")
+    plot_accuracy_vs_tokens(results["scores"], p.dir / PLOT_FILE, title=f"{results['task']} — {results['model']}",
+                            metric=results["metric"])
     results["plot"] = PLOT_FILE
     (p.dir / "results.json").write_text(json.dumps(results, indent=1))
     (p.dir / "results.md").write_text(markdown(results))

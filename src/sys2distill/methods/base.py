@@ -16,15 +16,22 @@ class Method:
 
     ``PROMPTS`` maps a prompt name to a ``str.format`` template; a task-specific variant is
     stored as ``"name@task"`` (RaR words its rephrase step differently per task). Config
-    overrides (``prompts: {method: {name: template}}``) win over both.
+    overrides (``prompts: {method: {name: template}}``) win over both. ``OPTIONS`` holds the
+    method's knobs and their defaults (config: ``method_options: {method: {option: value}}``).
     """
 
     name: ClassVar[str]
     label: ClassVar[str]  # how reports name it, e.g. "RaR 2-step"
     PROMPTS: ClassVar[dict[str, str]] = {}
+    OPTIONS: ClassVar[dict[str, object]] = {}
 
-    def __init__(self, task: Task, prompts: dict[str, str] | None = None):
+    def __init__(self, task: Task, prompts: dict[str, str] | None = None, options: dict[str, object] | None = None):
         self.task = task
+        unknown_options = set(options or {}) - set(self.OPTIONS)
+        if unknown_options:
+            raise UserError(f"method {self.name!r} has no option {sorted(unknown_options)[0]!r}: "
+                            f"its options are {sorted(self.OPTIONS) or 'none'}")
+        self.options = {**self.OPTIONS, **(options or {})}
         self.overrides = dict(prompts or {})
         unknown = set(self.overrides) - {k.split("@")[0] for k in self.PROMPTS}
         if unknown:

@@ -8,6 +8,7 @@ register_task = make_register(REGISTRY)
 from sys2distill.tasks import coin_flip, last_letter  # noqa: E402,F401  (fills REGISTRY)
 from sys2distill.tasks import gsm8k  # noqa: E402,F401
 from sys2distill.tasks import sycophancy  # noqa: E402,F401
+from sys2distill.tasks import pairwise_judge  # noqa: E402,F401
 from sys2distill.tasks.base import Task  # noqa: E402
 
 __all__ = ["REGISTRY", "Task", "register_task"]

@@ -43,6 +43,7 @@ class Task:
     #: scores swing with the rule (a lesson from lm-evaluation-harness).
     extraction_rule: ClassVar[str]
     version: ClassVar[int] = 1
+    metric: ClassVar[str] = "accuracy"  # what reports call the share of correct answers
 
     def __init__(self, train_size: int = 200, test_size: int = 200, seed: int = 0, source: str = "synthetic"):
         self.train_size, self.test_size, self.seed, self.source = train_size, test_size, seed, source
@@ -61,6 +62,15 @@ class Task:
         """Score against a test example; tasks whose gold is more than one string (alias lists,
         reference answers in ``metadata``) override this."""
         return self.is_correct(predicted, example.answer)
+
+    def format_answer(self, answer: str) -> str:
+        """The text a distilled model is trained to write for an extracted answer (``target: answer_only``)."""
+        return answer
+
+    def inconsistent(self, examples: list[Example], answers: dict[str, str | None]) -> dict[str, bool] | None:
+        """For tasks whose inputs come in perturbed pairs (a judge's two response orders): pair id →
+        whether the answers disagree. None: the task has no pairs."""
+        return None
 
     def prompt_fields(self, example: Example) -> dict[str, object]:
         """Extra placeholders prompts may use besides ``{question}`` (e.g. ``{num_words}``)."""
