@@ -17,3 +17,28 @@ def test_stop_rule():
     assert rule.done(["a", "A.", "a", "b", "a", "a", "b"])  # 5 vs 2 with 1 left: the vote can't flip
     assert rule.done([None] * 8)  # the cap
     assert not rule.done([None] * 5)
+
+
+def test_adaptive_run_draws_the_fixed_runs_first_samples(tmp_path, embedded_tokenizer, tiny_model, monkeypatch):
+    """The property bench/adaptive.py relies on: sampling adaptively = a prefix of fixed-N sampling."""
+    from sys2distill.backends.base import SamplingParams
+    from sys2distill.backends.hf import HFBackend
+    from sys2distill.generation import run_method
+    from sys2distill.methods import REGISTRY
+    from sys2distill.tasks import REGISTRY as TASKS
+
+    # A random model writes no yes/no: let the text's length parity vote, so inputs stop at different points.
+    monkeypatch.setattr(TASKS["coin_flip"], "extract_answer", lambda self, text: "yes" if len(text) % 2 else "no")
+    task = TASKS["coin_flip"](train_size=6, test_size=1)
+    examples, method = task.load("train"), REGISTRY["system1"](task)
+    backend = HFBackend(loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer), batch_size=16)
+    params = SamplingParams(n=5, temperature=1.0, top_p=0.95, max_tokens=5, seed=3)
+    fixed = run_method(method, examples, backend, params, tmp_path / "fixed.jsonl", 4, desc="fixed")
+    # A rule that stops each input after a different number of samples, decided by its text.
+    rule = StopRule(max_samples=5, min_samples=2, confidence=0.7)
+    adaptive = run_method(method, examples, backend, params, tmp_path / "adaptive.jsonl", 4, desc="adaptive", stop=rule)
+    lengths = {len(v) for v in adaptive.values()}
+    assert min(lengths) < 5  # some inputs stopped early
+    for ex in examples:
+        got = [(t.sample, t.final) for t in adaptive[ex.id]]
+        assert got == [(t.sample, t.final) for t in fixed[ex.id][: len(got)]]

@@ -106,6 +106,14 @@ def test_empty_dataset_is_a_clear_error_and_keeps_work(tmp_path, tiny, monkeypat
         p.run()
     assert (p.dir / "generate" / "system1.jsonl").exists() and (p.dir / "filter" / "STAGE.json").exists()
 
+    # distill.on_empty=skip: the same run, resumed, finishes with the empty entry reported as not trained.
+    skip = make(tmp_path, tiny, "distill.methods=[system1]", "distill.on_empty=skip")
+    skip.run()
+    results = json.loads((skip.dir / "results.json").read_text())
+    assert [s["label"] for s in results["scores"]] == ["System 1", "RaR 1-step", "RaR 2-step"]
+    assert results["filter"]["system1"]["not_trained"] == "the filter kept no input"
+    assert "not trained: the filter kept no input" in (skip.dir / "results.md").read_text()
+
 
 def test_unknown_names_fail_fast(tmp_path):
     for bad, msg in [("task.name=last_leter", "unknown task 'last_leter': did you mean 'last_letter'"),

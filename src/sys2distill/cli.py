@@ -21,6 +21,8 @@ Stages, each writing into the run folder (runs/<name>/) and skipped when done:
   evaluate  System 1, System 2 and distilled models on the held-out test split
   report    accuracy and mean generated tokens per answer -> results.json / results.md
 
+`sys2distill reproduce --scale small` runs all of the paper's experiments and writes one report.
+
 Config values can be overridden after the config file: key=value, e.g.
   sys2distill run configs/rar_last_letter.yaml generation.num_samples=4 task.test_size=50
 """
@@ -84,6 +86,22 @@ for _stage, _doc in [("generate", "Sample N System 2 traces per unlabeled train 
                      ("evaluate", "Score System 1, System 2 and distilled models on the test split."),
                      ("report", "Write results.json and results.md and print the table.")]:
     _stage_command(_stage, _doc)
+
+
+@app.command()
+@_user_errors
+def reproduce(overrides: Overrides = None,
+              scale: Annotated[str, typer.Option(help="small (embedded model, 2 CPU cores, ~45 min), medium (the shipped "
+                                                      "configs) or paper (the paper's sizes: GPUs or servers).")] = "small",
+              model: Annotated[str, typer.Option(help="'embedded', an HF model id or a local path; for a server, "
+                                                      "pass backend.name=openai backend.base_url=... as overrides.")] = "embedded",
+              out: Annotated[Optional[str], typer.Option(help="Output folder (default runs/reproduce-<scale>).")] = None,
+              only: Annotated[Optional[str], typer.Option(help="Comma-separated experiments (default: all).")] = None):
+    """Run the paper's experiments (RaR ×2, S2A, BSM, CoT) and write report.md + report.html beside the paper's numbers."""
+    from sys2distill.reproduce import reproduce as run_all
+
+    folder = run_all(scale, model, out, only.split(",") if only else None, overrides or [])
+    typer.echo(f"report: {folder / 'report.md'} and {folder / 'report.html'}")
 
 
 @app.command("show-prompt")

@@ -91,6 +91,9 @@ class DistillConfig(Section):
 
     methods: list[str | DistillSpec] = ["system1", "rar_2step"]  # system1 = the paper's "Distill System 1" baseline
     target: Literal["final_response", "answer_only"] = "final_response"  # final_response: a winning trace's last output
+    # When the filter keeps no input for an entry: "error" stops the run with one line (nothing lost);
+    # "skip" reports that entry as not trained and finishes the others (used by `sys2distill reproduce`).
+    on_empty: Literal["error", "skip"] = "error"
 
     @property
     def specs(self) -> list[DistillSpec]:
@@ -200,13 +203,23 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(raw) if raw else ""
 
 
+CONFIG_DIR = Path(__file__).parent / "configs"  # the shipped configs (the repo's configs/ links here)
+
+
+def shipped_configs() -> list[str]:
+    return sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
     """Read a YAML config (optional), apply ``a.b=value`` overrides, validate."""
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if not p.is_file() and (CONFIG_DIR / f"{path}.yaml").is_file():
+            p = CONFIG_DIR / f"{path}.yaml"  # a shipped config by name: `sys2distill run rar_last_letter`
         if not p.is_file():
-            raise UserError(f"config file not found: {p}: pass a YAML file such as configs/rar_last_letter.yaml")
+            raise UserError(f"config file not found: {p}: pass a YAML file such as configs/rar_last_letter.yaml "
+                            f"or a shipped config's name ({', '.join(shipped_configs())})")
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:

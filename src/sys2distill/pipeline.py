@@ -218,6 +218,11 @@ class Pipeline:
             out = self.dir / "train" / spec.key
             if (out / "DONE.json").exists():
                 continue
+            data = self.dir / "distill" / f"{spec.key}.jsonl"
+            if self.cfg.distill.on_empty == "skip" and data.is_file() and not data.read_text(encoding="utf-8").strip():
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "SKIPPED.json").write_text(json.dumps({"reason": "the filter kept no input"}))
+                continue
             loaded = None
             if self._loaded_base is not None:  # tests: train a copy of the in-process model
                 import copy
@@ -237,7 +242,7 @@ class Pipeline:
                                                       desc=f"evaluate {name}")
             scores.append(score(self.task, test, traces, name, m.label, "system1" if name == "system1" else "system2"))
             voted[name] = self._kvote(scores[-1], m, self.backend(), test)
-        for spec in self.cfg.distill.specs:
+        for spec in self.distilled_specs():
             m = self.method(spec.method)
             # System 2's majority answer on the *test* inputs, for the fidelity metric. The k-vote
             # samples are drawn the same way (sample j is seeded alone): reuse them when there are enough.
@@ -260,6 +265,10 @@ class Pipeline:
             gc.collect()
             scores.append(s)
         (out / "scores.json").write_text(json.dumps([s.to_dict() for s in scores], indent=1))
+
+    def distilled_specs(self) -> list[DistillSpec]:
+        """The distill entries that have a model (``distill.on_empty: skip`` leaves out empty ones)."""
+        return [s for s in self.cfg.distill.specs if not (self.dir / "train" / s.key / "SKIPPED.json").exists()]
 
     def _kvote(self, s, method, backend: Backend, test: list[Example]) -> dict | None:
         """Fill ``s.by_k``: max(k) answers per test input drawn as in ``generation``, the first k voted."""

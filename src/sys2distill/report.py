@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 from collections import Counter
@@ -14,31 +15,13 @@ from rich.table import Table
 
 from sys2distill import __version__
 from sys2distill.models import model_identity
+from sys2distill.paper import PAPER, PAPER_K
 from sys2distill.plot import PLOT_FILE, plot_accuracy_vs_tokens
-from sys2distill.records import FilterDecision, read_records
+from sys2distill.records import Example, FilterDecision, Trace, read_records
 from sys2distill.verdict import run_verdicts
 
 if TYPE_CHECKING:
     from sys2distill.pipeline import Pipeline
-
-# arXiv 2407.06023 Table 1 (Llama-2-70B-chat): accuracy %, #tokens — anchors, not targets.
-PAPER = {
-    "last_letter": {"system1": (30.0, 27.1), "distill_system1": (69.5, 24.4), "rar_1step": (39.5, 106.6),
-                    "rar_2step": (44.5, 41.5), "distill_rar_2step": (98.0, 25.5)},
-    "coin_flip": {"system1": (56.1, 61.9), "distill_system1": (54.5, 30.4), "rar_1step": (58.5, 158.9),
-                  "rar_2step": (77.2, 112.4), "distill_rar_2step": (75.69, 50.3)},
-    # Table 4 at k=1; the paper's System 1 here is 8-shot without CoT.
-    "gsm8k": {"system1": (7.58, 57), "cot": (52.77, 270), "cot_fewshot": (36.39, 297), "distill_cot": (7.13, 18)},
-    # Table 3: human agreement % / % inconsistent / #tokens on OASST2 and on MT-bench.
-    "pairwise_judge": {"system1": "OASST2 32.0 / 56.7 / 4; MT-bench 28.1 / 80.9 / 4",
-                       "cot": "OASST2 45.2 / 37.7 / 432.6; MT-bench 58.9 / 30.8 / 411.8",
-                       "bsm": "OASST2 49.1 / 30.4 / 2117.8; MT-bench 64.5 / 21.1 / 2063.1",
-                       "distill_bsm": "OASST2 58.4 / 12.2 / 4; MT-bench 72.4 / 9.1 / 4"},
-}
-# Table 4 at k = 5 and 10 (majority vote; #tokens count all k samples).
-PAPER_K = {"gsm8k": {"system1": {5: (9.40, 295), 10: (10.31, 620)}, "cot": {5: (57.54, 1385), 10: (59.44, 2760)},
-                     "cot_fewshot": {5: (54.97, 1560), 10: (63.84, 3120)}, "distill_cot": {5: (7.13, 90), 10: (7.35, 180)}}}
-
 
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
@@ -52,24 +35,54 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def train_labels(p: Pipeline) -> dict[str, Example] | None:
+    """The train inputs *with* labels, for the filter's precision only; None when the task cannot
+    rebuild them identically (then precision is not reported)."""
+    task = copy.copy(p.task)
+    task.reveal_train_labels = True
+    try:
+        labeled = task.load("train")
+    except Exception:  # a source that needs files no longer there: precision is optional
+        return None
+    frozen = read_records(p.dir / "data" / "train.jsonl", Example)
+    if [(e.id, e.question) for e in labeled] != [(e.id, e.question) for e in frozen] or any(e.answer is None for e in labeled):
+        return None
+    return {e.id: e for e in labeled}
+
+
+def _stage_tokens(p: Pipeline) -> dict[str, int]:
+    """Generated tokens spent per stage: System 2 sampling, the filter's own calls (USC), evaluation."""
+    out = {"generate": sum(t.tokens for f in sorted((p.dir / "generate").glob("*.jsonl")) for t in read_records(f, Trace))}
+    out["filter"] = sum(d.details.get("tokens", 0) for f in sorted((p.dir / "filter").glob("*.jsonl"))
+                        for d in read_records(f, FilterDecision))
+    out["evaluate"] = sum(t.tokens for f in sorted((p.dir / "evaluate").glob("*.jsonl")) for t in read_records(f, Trace))
+    return out
+
+
 def collect(p: Pipeline) -> dict:
     scores = json.loads((p.dir / "evaluate" / "scores.json").read_text())
     yields = {}
+    labels = train_labels(p)
     for name in (spec.key for spec in p.cfg.distill.specs):
         decisions = read_records(p.dir / "filter" / f"{name}.jsonl", FilterDecision)
-        kept = sum(d.kept for d in decisions)
-        yields[name] = {"inputs": len(decisions), "kept": kept, "yield": kept / len(decisions) if decisions else 0.0,
+        kept = [d for d in decisions if d.kept]
+        yields[name] = {"inputs": len(decisions), "kept": len(kept), "yield": len(kept) / len(decisions) if decisions else 0.0,
                         "dropped_because": dict(Counter(d.reason.split(" ")[0] if "agreement" in d.reason else d.reason
-                                                        for d in decisions if not d.kept))}
-        done = p.dir / "train" / name / "DONE.json"
+                                                        for d in decisions if not d.kept)),
+                        # How often a kept answer was right (labels exist for the synthetic and labelled sets).
+                        "precision": (sum(p.task.correct(d.answer, labels[d.example_id]) for d in kept) / len(kept)
+                                      if labels and kept else None)}
+        done, skipped = p.dir / "train" / name / "DONE.json", p.dir / "train" / name / "SKIPPED.json"
         if done.exists():
             yields[name]["train"] = json.loads(done.read_text())
-    stages = {}
+        elif skipped.exists():
+            yields[name]["not_trained"] = json.loads(skipped.read_text())["reason"]
+    stages, tokens = {}, _stage_tokens(p)
     for stage in ("generate", "filter", "train", "evaluate"):
         marker = p.dir / stage / "STAGE.json"
         m = json.loads(marker.read_text()) if marker.exists() else {}
         if m.get("done"):
-            stages[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"]}
+            stages[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"], "generated_tokens": tokens.get(stage)}
     return {
         "task": p.cfg.task.name, "model": model_identity(p.cfg.model), "config": p.cfg.model_dump(),
         "extraction_rule": p.task.extraction_rule, "task_version": p.task.version, "metric": p.task.metric,
@@ -122,17 +135,21 @@ def markdown(results: dict) -> str:
               + (" % inconsistent = share of test pairs whose verdict changes when the two responses swap places."
                  if paired else ""),
               f"Extraction rule (v{results['task_version']}): {results['extraction_rule']}", "", "## Consistency filter", "",
-              "| distilled from | inputs | kept | yield | dropped because | train steps | final loss |", "|---|---|---|---|---|---|---|"]
+              "| distilled from | inputs | kept | yield | kept answers right | dropped because | train steps | final loss |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, y in results["filter"].items():
         t = y.get("train", {})
-        lines.append(f"| {name} | {y['inputs']} | {y['kept']} | {100 * y['yield']:.0f}% | {y['dropped_because'] or '-'} "
-                     f"| {t.get('steps', '')} | {t.get('final_loss', '')} |")
+        steps = f"not trained: {y['not_trained']}" if y.get("not_trained") else t.get("steps", "")
+        lines.append(f"| {name} | {y['inputs']} | {y['kept']} | {100 * y['yield']:.0f}% | {_pct(y.get('precision')) or 'n/a'} "
+                     f"| {y['dropped_because'] or '-'} | {steps} | {t.get('final_loss', '')} |")
+    lines += ["", "Kept answers right = the filter's precision, scored with the train labels that the pipeline never reads."]
     lines += _category_lines(results)
     lines += _kvote_lines(results)
     if results.get("plot"):
         lines += ["", f"![accuracy vs generated tokens]({results['plot']})"]
-    lines += ["", "## Stages", "", "| stage | wall time (s) | peak RSS (GiB) |", "|---|---|---|"]
-    lines += [f"| {k} | {v['seconds']} | {v['peak_rss_gib']} |" for k, v in results["stages"].items()]
+    lines += ["", "## Stages", "", "| stage | wall time (s) | peak RSS (GiB) | generated tokens |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['seconds']} | {v['peak_rss_gib']} | {v.get('generated_tokens') if v.get('generated_tokens') is not None else ''} |"
+              for k, v in results["stages"].items()]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()), ""]
     return "\n".join(lines)
 

@@ -114,6 +114,7 @@ class USCFilter(Filter):
             outs = backend.generate([self.prompt(ex, shown) for ex, shown, _ in pending.values()], params)
             for (ex_id, (ex, shown, details)), (c,) in zip(list(pending.items()), outs):
                 details["outputs"].append(c.text)
+                details["tokens"] = details.get("tokens", 0) + c.completion_tokens  # reports count the filter's cost
                 decision = self._parse(traces[ex_id], shown, c.text, details)
                 if decision is not None:
                     decisions[ex_id] = decision

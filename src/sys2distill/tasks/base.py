@@ -48,6 +48,13 @@ class Task:
     def __init__(self, train_size: int = 200, test_size: int = 200, seed: int = 0, source: str = "synthetic"):
         self.train_size, self.test_size, self.seed, self.source = train_size, test_size, seed, source
 
+    #: Set only by reports measuring the filter's precision (how often a kept answer was right):
+    #: the pipeline itself never sees a train label.
+    reveal_train_labels: bool = False
+
+    def labeled(self, split: str) -> bool:
+        return split == "test" or self.reveal_train_labels
+
     def load(self, split: str) -> list[Example]:
         """``split`` is ``train`` (unlabeled distillation inputs) or ``test`` (held out)."""
         raise NotImplementedError

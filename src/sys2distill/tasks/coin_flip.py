@@ -90,7 +90,7 @@ class CoinFlip(Task):
     def _example(self, split: str, i: int, question: str, answer: str | None) -> Example:
         acts = _ACTION.findall(question)
         # Train labels are dropped here: distillation must learn from the model's own votes only.
-        return Example(id=f"{self.name}-{split}-{i:04d}", question=question, answer=answer if split == "test" else None,
+        return Example(id=f"{self.name}-{split}-{i:04d}", question=question, answer=answer if self.labeled(split) else None,
                        metadata={"num_people": len(acts), "words": [p for p, _ in acts],
                                  "flips": [a == "flips" for _, a in acts], "source": self.source})
 

@@ -108,7 +108,7 @@ class GSM8K(Task):
             random.Random(f"{self.name}-{self.seed}-train").shuffle(rows)
         # Train labels are dropped here: distillation must learn from the model's own votes only.
         return [Example(id=f"{self.name}-{split}-{i:04d}", question=r["question"],
-                        answer=canonical(r["answer"].rsplit("####", 1)[1]) if split == "test" else None,
+                        answer=canonical(r["answer"].rsplit("####", 1)[1]) if self.labeled(split) else None,
                         metadata={"source": "gsm8k", "line": i})
                 for i, r in rows[:size]]
 

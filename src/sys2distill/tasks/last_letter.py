@@ -100,7 +100,7 @@ class LastLetter(Task):
 
     def _example(self, split: str, i: int, words: list[str], question: str, answer: str | None) -> Example:
         # Train labels are dropped here: distillation must learn from the model's own votes only.
-        return Example(id=f"{self.name}-{split}-{i:04d}", question=question, answer=answer if split == "test" else None,
+        return Example(id=f"{self.name}-{split}-{i:04d}", question=question, answer=answer if self.labeled(split) else None,
                        metadata={"num_words": self.num_words, "words": words, "source": self.source})
 
     def extract_answer(self, text: str) -> str | None:

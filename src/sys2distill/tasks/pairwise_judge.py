@@ -246,7 +246,7 @@ class PairwiseJudge(Task):
             groups = [testset] + ([f"{testset}/{p['category']}"] if testset == "mt_bench" else [])
             for order, (a, b) in (("ab", (one, two)), ("ba", (two, one))):
                 gold = None
-                if split == "test":  # train inputs stay unlabeled: only the evaluator reads labels
+                if self.labeled(split):  # train inputs stay unlabeled: only the evaluator reads labels
                     gold = "A" if (p["label"] == 1) == (order == "ab") else "B"
                 out.append(Example(id=f"{pair_id}-{order}", question=p["question"].strip(), answer=gold,
                                    metadata={"pair_id": pair_id, "order": order, "response_a": a, "response_b": b,

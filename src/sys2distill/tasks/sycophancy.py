@@ -126,11 +126,11 @@ class Sycophancy(Task):
     def _example(self, split: str, i: int, template: str, q: dict) -> Example:
         text = q["prompts"][template] if "prompts" in q else TEMPLATES[template].format(**q)
         meta = {"group": "unbiased" if template == "plain" else "biased", "template": template, "source": self.source}
-        if split == "test":  # references only where the evaluator reads them: train stays unlabeled
+        if self.labeled(split):  # references only where the evaluator reads them: train stays unlabeled
             meta |= {k: q[k] for k in ("question", "correct_answer", "incorrect_answer", "aliases",
                                        "correct_answers", "incorrect_answers") if k in q}
         return Example(id=f"{self.name}-{split}-{i:04d}-{template}", question=text,
-                       answer=q["correct_answer"] if split == "test" else None, metadata=meta)
+                       answer=q["correct_answer"] if self.labeled(split) else None, metadata=meta)
 
     def extract_answer(self, text: str) -> str | None:
         return " ".join(text.split()) or None
