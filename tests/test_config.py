@@ -50,3 +50,14 @@ def test_shipped_configs_load():
     assert configs
     for path in configs:
         load_config(path)
+
+
+def test_shipped_configs_by_name():
+    from sys2distill.config import CONFIG_DIR, shipped_configs
+
+    assert {"rar_last_letter", "rar_coin_flip", "s2a_sycophancy", "bsm_judge", "cot_gsm8k"} <= set(shipped_configs())
+    assert load_config("bsm_judge").task.name == "pairwise_judge"
+    # The repository's configs/ is the packaged folder, so the two never drift apart.
+    assert (CONFIG_DIR / "rar_last_letter.yaml").read_text() == open("configs/rar_last_letter.yaml").read()
+    with pytest.raises(UserError, match="or a shipped config's name .*bsm_judge"):
+        load_config("bsm_judg")

@@ -66,12 +66,12 @@ EXPERIMENTS = {
 # sizes and sample counts (Sec. 4 and Appendix), for GPUs or servers and the paper's own data.
 SCALES: dict[str, dict[str, list[str]]] = {
     "small": {
-        "rar_last_letter": ["task.train_size=32", "task.test_size=40", "evaluate.fidelity_samples=2"],
-        "rar_coin_flip": ["task.train_size=32", "task.test_size=40", "evaluate.fidelity_samples=2"],
+        "rar_last_letter": ["task.train_size=24", "task.test_size=30", "evaluate.fidelity_samples=2"],
+        "rar_coin_flip": ["task.train_size=24", "task.test_size=30", "evaluate.fidelity_samples=2"],
         "s2a_sycophancy": ["task.train_size=12", "task.test_size=16", "generation.num_samples=3"],
-        "bsm_judge": ["task.train_size=24", "task.test_size=12", "task.options.eval_size=12"],
-        "cot_gsm8k": ["task.train_size=16", "task.test_size=16", "generation.num_samples=4", "generation.max_tokens=192",
-                      "evaluate.max_tokens=192", "evaluate.k_votes=[1,3]", "evaluate.fidelity_samples=3",
+        "bsm_judge": ["task.train_size=16", "task.test_size=10", "task.options.eval_size=10"],
+        "cot_gsm8k": ["task.train_size=16", "task.test_size=16", "generation.num_samples=5", "generation.max_tokens=192",
+                      "evaluate.max_tokens=192", "evaluate.k_votes=[1,5,10]", "evaluate.fidelity_samples=5",
                       "evaluate.systems=[system1,cot]"],
     },
     "medium": {name: [] for name in EXPERIMENTS},
