@@ -171,14 +171,16 @@ def _summary_row(name: str, results: dict) -> str:
 def _section(name: str, run_dir: Path, out: Path, status: dict) -> list[str]:
     exp = EXPERIMENTS[name]
     lines = ["", f"## {exp.title}", "", f"Run folder `{run_dir.relative_to(out)}/` · config `configs/{exp.config}.yaml` "
-             f"with this scale's overrides (see `{run_dir.relative_to(out)}/config.yaml`) · wall time "
-             f"{status.get('seconds', 0) / 60:.1f} min this invocation (0 when every stage was reused)", "",
+             f"with this scale's overrides (the resolved config: `{run_dir.relative_to(out)}/config.yaml`)", "",
              f"- **Data:** {exp.data}.", f"- **Substitutions:** {exp.substitutions}"]
     results_md = run_dir / "results.md"
     if not status.get("ok") or not results_md.exists():
         return lines + ["", f"**Not completed:** {status.get('error', 'no results.md in the run folder')}"]
     results = json.loads((run_dir / "results.json").read_text())
-    lines += [f"- **Paper:** {FINDINGS.get(results['task'], '')}."]
+    stages = results["stages"]
+    lines += [f"- **Paper:** {FINDINGS.get(results['task'], '')}.",
+              f"- **Wall time:** {sum(v['seconds'] for v in stages.values()) / 60:.1f} min over its stages; "
+              f"{sum(v.get('generated_tokens') or 0 for v in stages.values()):,} tokens generated in all."]
     body = results_md.read_text(encoding="utf-8").splitlines()[1:]  # its title is this section's
     rel = run_dir.relative_to(out).as_posix()
     for line in body:
@@ -192,13 +194,15 @@ def write_reproduction_report(out: Path, scale: str, model: str, names: list[str
     done = {n: json.loads((out / n / "results.json").read_text()) for n in names
             if status.get(n, {}).get("ok") and (out / n / "results.json").exists()}
     total = sum(status.get(n, {}).get("seconds", 0) for n in names)
+    compute = sum(v["seconds"] for r in done.values() for v in r["stages"].values())
     lines = [f"# Distilling System 2 into System 1 — reproduction at scale `{scale}`", "",
              f"- **Date:** {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"- **Commit:** {_commit()}",
              f"- **Machine:** {_machine()}",
              f"- **Model:** {model_identity(model)}",
              f"- **Command:** `sys2distill reproduce --scale {scale}{'' if model == 'embedded' else f' --model {model}'}`",
-             f"- **Wall time of this invocation:** {total / 60:.1f} min (stages finished earlier are reused, not rerun)",
+             f"- **Wall time:** {compute / 60:.1f} min, the sum of every stage's wall time ({total / 60:.1f} min in this "
+             "invocation; stages finished earlier are reused, not rerun)",
              f"- **Paper numbers:** {CITATION}.", "",
              "## Summary", "",
              "Accuracy (95% bootstrap CI) / mean generated tokens per answer on each experiment's test split, "
