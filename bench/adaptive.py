@@ -21,7 +21,7 @@ from sys2distill.adaptive import StopRule
 from sys2distill.filters.majority import MajorityFilter
 from sys2distill.generation import load_traces
 
-RULES = [(2, 0.8), (3, 0.9), (3, 0.95), (4, 0.95)]  # (min_samples, confidence)
+RULES = [(2, 0.8), (3, 0.9), (3, 0.95), (4, 0.95)]  # Beta rule: (min_samples, confidence)
 
 
 def replay(traces: dict[str, list], rule: StopRule) -> dict[str, list]:
@@ -73,18 +73,19 @@ def main() -> None:
     print("| rule | samples | generated tokens | tokens vs fixed | kept (yield) | kept answers identical to fixed N |")
     print("|---|---|---|---|---|---|")
     print(f"| fixed N = {n} | {len(traces) * n} | {base_tokens} | 1.00× | {len(base_kept)} ({len(base_kept) / len(traces):.0%}) | — |")
-    for min_samples, confidence in RULES:
-        rule = StopRule(n, min_samples, confidence)
+    rules = [(f"Beta, min {m}, confidence {c}", StopRule(n, m, c)) for m, c in RULES]
+    rules.append((f"exact (filter-aware, t = {args.min_agreement})", StopRule(n, 1, exact_threshold=args.min_agreement)))
+    for label, rule in rules:
         prefix = replay(traces, rule)
         tokens = sum(t.tokens for v in prefix.values() for t in v)
         got = kept(prefix, args.min_agreement, n)
         both = set(got) & set(base_kept)
         same = sum(got[k] == base_kept[k] for k in both)
-        print(f"| Beta, min {min_samples}, confidence {confidence} | {sum(map(len, prefix.values()))} | {tokens} | "
+        print(f"| {label} | {sum(map(len, prefix.values()))} | {tokens} | "
               f"{base_tokens / tokens:.2f}× fewer | {len(got)} ({len(got) / len(traces):.0%}) | "
               f"{same}/{len(base_kept)} of fixed N's kept answers ({same / len(base_kept):.0%})"
               f"{f'; {len(set(got) - set(base_kept))} kept only here' if set(got) - set(base_kept) else ''} |"
-              if base_kept else f"| Beta, min {min_samples}, confidence {confidence} | {sum(map(len, prefix.values()))} | "
+              if base_kept else f"| {label} | {sum(map(len, prefix.values()))} | "
               f"{tokens} | {base_tokens / tokens:.2f}× fewer | {len(got)} | fixed N kept none |")
     if args.verify:
         if not args.config:

@@ -42,3 +42,25 @@ def test_adaptive_run_draws_the_fixed_runs_first_samples(tmp_path, embedded_toke
     for ex in examples:
         got = [(t.sample, t.final) for t in adaptive[ex.id]]
         assert got == [(t.sample, t.final) for t in fixed[ex.id][: len(got)]]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_exact_rule_gives_the_fixed_n_filter_decision(threshold):
+    """Exact mode stops early only when the majority filter's verdict on all N samples is settled."""
+    import random
+
+    from sys2distill.filters.majority import MajorityFilter
+    from sys2distill.records import Trace
+
+    rng, n, saved = random.Random(0), 8, 0
+    f = MajorityFilter(min_agreement=threshold)
+    rule = StopRule(n, min_samples=1, exact_threshold=threshold)
+    for case in range(3000):
+        pool = rng.choice([["a"], ["a", "b"], ["a", "b", None], ["a", "b", "c", None], ["a", "a", "a", "b"]])
+        answers = [rng.choice(pool) for _ in range(n)]
+        traces = [Trace("x", "m", j, [], str(a), a, 1) for j, a in enumerate(answers)]
+        k = next(k for k in range(1, n + 1) if rule.done(answers[:k]))
+        full, prefix = f.decide(traces), f.decide(traces[:k])
+        assert (prefix.kept, prefix.answer if prefix.kept else None) == (full.kept, full.answer if full.kept else None), answers
+        saved += n - k
+    assert saved > 0

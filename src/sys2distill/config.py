@@ -60,6 +60,9 @@ class GenerationConfig(Section):
     adaptive: bool = False  # Adaptive-Consistency: stop sampling an input once its vote is settled
     adaptive_min_samples: int = Field(3, ge=1)  # samples drawn before the stopping rule may fire
     adaptive_confidence: float = Field(0.95, gt=0.5, lt=1)  # P(leader ahead of runner-up) needed to stop
+    # exact: stop only once the majority filter's decision is settled (same kept answers as fixed N,
+    # by construction); beta: the confidence rule above (fewer samples, decisions may differ)
+    adaptive_rule: Literal["beta", "exact"] = "beta"
 
 
 class FilterConfig(Section):

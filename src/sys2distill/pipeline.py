@@ -183,7 +183,15 @@ class Pipeline:
 
     def stop_rule(self, method: str) -> StopRule:
         g, n = self.cfg.generation, self.num_samples(method)
-        return StopRule(n, g.adaptive_min_samples, g.adaptive_confidence) if g.adaptive else StopRule.fixed(n)
+        if not g.adaptive:
+            return StopRule.fixed(n)
+        if g.adaptive_rule == "exact":
+            f = self.cfg.filter
+            if f.name != "majority" or not f.enabled:
+                raise UserError("generation.adaptive_rule=exact needs the majority filter (filter.name=majority, enabled): "
+                                "it stops when that filter's decision is settled; use adaptive_rule=beta otherwise")
+            return StopRule(n, g.adaptive_min_samples, exact_threshold=f.min_agreement)
+        return StopRule(n, g.adaptive_min_samples, g.adaptive_confidence)
 
     def stage_generate(self) -> None:
         train = self.examples("train")
