@@ -8,5 +8,6 @@ for cfg in rar_last_letter rar_coin_flip; do
   start=$(date +%s)
   sys2distill run "configs/$cfg.yaml" "$@"
   echo "$cfg: $(( $(date +%s) - start )) s wall"
-  cp "runs/$cfg/results.md" "bench/$cfg.md"
+  cp "runs/$cfg/accuracy_vs_tokens.png" "bench/${cfg}_accuracy_vs_tokens.png"
+  sed "s|(accuracy_vs_tokens.png)|(${cfg}_accuracy_vs_tokens.png)|" "runs/$cfg/results.md" > "bench/$cfg.md"
 done
