@@ -70,3 +70,19 @@ def test_top_p_filter():
     kept = top_p_filter(probs, 0.7)
     assert torch.allclose(kept, torch.tensor([[0.5, 0.3, 0.0, 0.0]]))  # keeps the token that crosses 0.7
     assert torch.equal(top_p_filter(probs, 1.0), probs)
+
+
+def test_batches_bound_padding_and_size(backend):
+    """Prompts of very different lengths go to different batches; similar ones fill a batch."""
+    texts = [backend.render([{"role": "user", "content": "word " * k}]) for k in (3, 400, 5, 4, 380, 6, 390, 2000)]
+    batches = backend._batches(texts, per_batch=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    lengths = [len(backend.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+    for b in batches:
+        assert len(b) <= 3 and len(b) * max(lengths[i] for i in b) <= 1.25 * sum(lengths[i] for i in b)
+    assert [sorted(b) for b in batches] == [[0, 2, 3], [5], [1, 4, 6], [7]]  # 3, 4, 5 words; 6; 380-400; 2000
+    # Batching never changes what a sample is: the same prompts one by one give the same text.
+    params = SamplingParams(n=2, temperature=1.0, max_tokens=5, seed=7)
+    together = backend.generate([[{"role": "user", "content": "word " * k}] for k in (3, 400, 5)], params)
+    alone = [backend.generate([[{"role": "user", "content": "word " * k}]], params)[0] for k in (3, 400, 5)]
+    assert [[c.text for c in cs] for cs in together] == [[c.text for c in cs] for cs in alone]

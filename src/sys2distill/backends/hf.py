@@ -65,6 +65,9 @@ class HFBackend:
         # transformers 5 renamed the forward argument ``past_key_values`` to ``cache``.
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        # Prefill needs the last position's logits only: [batch, prompt_len, vocab] for a batch of
+        # 64 two-thousand-token judge prompts would be 25 GB of fp32 (and a fifth of the FLOPs).
+        self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def render(self, messages: Messages) -> str:
         """The exact prompt text the model sees (the tokenizer's chat template)."""
@@ -74,15 +77,31 @@ class HFBackend:
         texts = [self.render(m) for m in prompts]
         # Greedy samples are identical: decode once and copy.
         n = 1 if params.temperature == 0 else params.n
-        per_batch = max(1, self.batch_size // n)
-        # Similar lengths together waste less padding.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[Completion]] = [[] for _ in texts]
-        for start in range(0, len(order), per_batch):
-            idx = order[start:start + per_batch]
+        for idx in self._batches(texts, max(1, self.batch_size // n)):
             for i, comps in zip(idx, self._generate_batch([texts[i] for i in idx], n, params)):
                 out[i] = comps if n == params.n else comps * params.n
         return out
+
+    def _batches(self, texts: list[str], per_batch: int, max_padding: float = 0.25) -> list[list[int]]:
+        """Prompt indices in batches of at most ``per_batch``, sorted by token length.
+
+        A batch is also cut where left padding would exceed ``max_padding`` of its prompt tokens:
+        a batch mixing 200- and 2,000-token prompts (judge inputs) spends most of its prefill on
+        padding, while prompts of similar length (most tasks) stay in full batches.
+        """
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        batches: list[list[int]] = []
+        for i in order:
+            batch = batches[-1] if batches else None
+            # Ascending order: the newcomer is the longest, so it sets the padded width.
+            if batch and len(batch) < per_batch and (len(batch) + 1) * lengths[i] <= (1 + max_padding) * (
+                    sum(lengths[j] for j in batch) + lengths[i]):
+                batch.append(i)
+            else:
+                batches.append([i])
+        return batches
 
     @torch.inference_mode()
     def _generate_batch(self, texts: list[str], n: int, params: SamplingParams) -> list[list[Completion]]:
@@ -93,7 +112,7 @@ class HFBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=model.config)
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                    **{self._cache_arg: cache})
+                    **{self._cache_arg: cache}, **self._last_logits_only)
         if n > 1:
             cache.batch_repeat_interleave(n)
         logits = out.logits[:, -1, :].float().repeat_interleave(n, 0)
