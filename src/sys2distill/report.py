@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sys2distill import __version__
+from sys2distill.errors import UserError
 from sys2distill.models import model_identity
 from sys2distill.paper import PAPER, PAPER_K
 from sys2distill.plot import PLOT_FILE, plot_accuracy_vs_tokens
@@ -42,7 +43,7 @@ def train_labels(p: Pipeline) -> dict[str, Example] | None:
     task.reveal_train_labels = True
     try:
         labeled = task.load("train")
-    except Exception:  # a source that needs files no longer there: precision is optional
+    except (UserError, OSError):  # a source whose files are gone: precision is optional
         return None
     frozen = read_records(p.dir / "data" / "train.jsonl", Example)
     if [(e.id, e.question) for e in labeled] != [(e.id, e.question) for e in frozen] or any(e.answer is None for e in labeled):
