@@ -86,3 +86,16 @@ def test_batches_bound_padding_and_size(backend):
     together = backend.generate([[{"role": "user", "content": "word " * k}] for k in (3, 400, 5)], params)
     alone = [backend.generate([[{"role": "user", "content": "word " * k}]], params)[0] for k in (3, 400, 5)]
     assert [[c.text for c in cs] for cs in together] == [[c.text for c in cs] for cs in alone]
+
+
+@pytest.mark.parametrize("scale", [0.3, 2.0, 10.0])  # flat (nucleus past top-k: full path) to peaked
+def test_top_k_nucleus_sampling_equals_the_full_sort(scale):
+    """The fast path must draw exactly the token the full-vocabulary nucleus draw gives."""
+    from sys2distill.backends.hf import inverse_cdf_sample, sample_top_p
+
+    torch.manual_seed(1)
+    probs = torch.softmax(torch.randn(48, 49152) * scale / 0.7, -1)
+    for top_p in (0.5, 0.9, 0.95, 1.0):
+        full = inverse_cdf_sample(top_p_filter(probs, top_p), [torch.Generator().manual_seed(i) for i in range(48)])
+        fast = sample_top_p(probs, top_p, [torch.Generator().manual_seed(i) for i in range(48)], k=64)
+        assert torch.equal(full, fast)

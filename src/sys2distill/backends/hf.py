@@ -45,6 +45,33 @@ def inverse_cdf_sample(probs: torch.Tensor, generators: list[torch.Generator]) -
     return torch.searchsorted(cdf, u.unsqueeze(1), right=True).squeeze(1).clamp(max=probs.shape[-1] - 1)
 
 
+def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Generator], k: int = 512) -> torch.Tensor:
+    """``inverse_cdf_sample(top_p_filter(probs, top_p), generators)``, computed on the top ``k`` tokens.
+
+    Sorting the whole 49k vocabulary for every row at every step cost as much as the model's
+    forward pass (150 vs 215 ms at 64 rows). The nucleus almost always lies inside the top ``k``:
+    there the same kept set is laid out in vocabulary order, so the same uniform number picks the
+    same token; rows whose nucleus may reach past ``k`` take the full path.
+    """
+    if top_p >= 1.0:
+        return inverse_cdf_sample(probs, generators)
+    k = min(k, probs.shape[-1])
+    vals, idx = probs.topk(k, dim=-1)
+    inside = vals.cumsum(-1) - vals <= top_p  # the nucleus: a prefix of the sorted tokens
+    fits = ~inside[:, -1]
+    out = torch.empty(probs.shape[0], dtype=torch.long)
+    rows = fits.nonzero().squeeze(1).tolist()
+    if rows:
+        ids, order = idx[fits].sort(dim=-1)  # back to vocabulary order, as the full path's cdf
+        kept = vals[fits].masked_fill(~inside[fits], 0.0).gather(-1, order)
+        pos = inverse_cdf_sample(kept, [generators[r] for r in rows])
+        out[fits] = ids.gather(-1, pos.unsqueeze(1)).squeeze(1)
+    rest = (~fits).nonzero().squeeze(1).tolist()
+    if rest:
+        out[~fits] = inverse_cdf_sample(top_p_filter(probs[~fits], top_p), [generators[r] for r in rest])
+    return out
+
+
 @register_backend("hf")
 class HFBackend:
     """Generate with a transformers causal LM on CPU or GPU.
@@ -130,8 +157,8 @@ class HFBackend:
             if params.temperature == 0:
                 next_ids = logits.argmax(-1).tolist()
             else:
-                probs = top_p_filter(torch.softmax(logits / params.temperature, -1), params.top_p)
-                next_ids = inverse_cdf_sample(probs, [gens[r] for r in active]).tolist()
+                probs = torch.softmax(logits / params.temperature, -1)
+                next_ids = sample_top_p(probs, params.top_p, [gens[r] for r in active]).tolist()
             keep = []
             for k, (r, t) in enumerate(zip(active, next_ids)):
                 generated[r].append(t)
