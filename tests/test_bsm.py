@@ -15,7 +15,7 @@ from sys2distill.filters import REGISTRY as FILTERS
 from sys2distill.methods import REGISTRY as METHODS
 from sys2distill.methods.bsm import parse_plan, parse_scores
 from sys2distill.pipeline import Pipeline
-from sys2distill.records import Example, Step, Trace
+from sys2distill.records import Example, Trace
 from sys2distill.tasks.pairwise_judge import (PairwiseJudge, _side, consistent, parse_verdict, read_hh_rlhf,
                                               read_mt_bench_human, read_oasst2_trees)
 
