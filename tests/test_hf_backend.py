@@ -75,9 +75,9 @@ def test_top_p_filter():
 def test_batches_bound_padding_and_size(backend):
     """Prompts of very different lengths go to different batches; similar ones fill a batch."""
     texts = [backend.render([{"role": "user", "content": "word " * k}]) for k in (3, 400, 5, 4, 380, 6, 390, 2000)]
-    batches = backend._batches(texts, per_batch=3)
-    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
     lengths = [len(backend.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+    batches = backend._batches(lengths, per_batch=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
     for b in batches:
         assert len(b) <= 3 and len(b) * max(lengths[i] for i in b) <= 1.25 * sum(lengths[i] for i in b)
     assert [sorted(b) for b in batches] == [[0, 2, 3], [5], [1, 4, 6], [7]]  # 3, 4, 5 words; 6; 380-400; 2000

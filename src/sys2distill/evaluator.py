@@ -52,13 +52,10 @@ def score(task: Task, examples: list[Example], traces: dict[str, list[Trace]], s
     for ex, c in zip(examples, correct):
         for g in _groups(ex):
             groups.setdefault(g, []).append(c)
-    flips = task.inconsistent(examples, {ex.id: t.answer for ex, t in zip(examples, firsts)})
-    flips_by_group: dict[str, list[float]] = {}
-    if flips:
-        first_of_pair = {ex.metadata["pair_id"]: ex for ex in reversed(examples) if "pair_id" in ex.metadata}
-        for pair_id, flipped in flips.items():
-            for g in _groups(first_of_pair[pair_id]):
-                flips_by_group.setdefault(g, []).append(float(flipped))
+    answers = {ex.id: t.answer for ex, t in zip(examples, firsts)}
+    flips = task.inconsistent(examples, answers)
+    # Both orders of a pair share their groups, so each group's pairs are the group's examples' pairs.
+    flips_by_group = {g: task.inconsistent([ex for ex in examples if g in _groups(ex)], answers) for g in groups} if flips else {}
     return SystemScore(
         system=system, label=label, kind=kind, n=len(examples),
         accuracy=sum(correct) / len(correct),
@@ -67,7 +64,7 @@ def score(task: Task, examples: list[Example], traces: dict[str, list[Trace]], s
         extraction_failures=sum(t.answer is None for t in firsts) / len(firsts),
         by_group={g: sum(v) / len(v) for g, v in groups.items()} or None,
         inconsistent=sum(flips.values()) / len(flips) if flips else None,
-        inconsistent_by_group={g: sum(v) / len(v) for g, v in flips_by_group.items()} or None,
+        inconsistent_by_group={g: sum(v.values()) / len(v) for g, v in flips_by_group.items() if v} or None,
     )
 
 

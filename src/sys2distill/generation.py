@@ -59,14 +59,14 @@ def run_method(method: Method, examples: list[Example], backend: Backend, params
     def done(ex: Example) -> bool:
         return stop.done([t.answer for t in have.get(ex.id, [])])
 
+    def want(ex: Example) -> tuple[int, int]:
+        """(samples drawn, samples to draw this round); equal pairs batch together."""
+        k = len(have.get(ex.id, []))
+        return k, min(max(stop.min_samples - k, 1), params.n - k)
+
     active = [ex for ex in examples if not done(ex)]
     with tqdm(total=len(examples), initial=len(examples) - len(active), desc=desc, unit="ex", dynamic_ncols=True) as bar:
         while active:
-            # How many more samples each example gets this round; equal needs batch together.
-            def want(ex: Example) -> tuple[int, int]:
-                k = len(have.get(ex.id, []))
-                return k, min(max(stop.min_samples - k, 1), params.n - k)
-
             for (k, n), group in groupby(sorted(active, key=want), key=want):
                 group = list(group)
                 for start in range(0, len(group), chunk_size):

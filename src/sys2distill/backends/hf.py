@@ -104,36 +104,40 @@ class HFBackend:
         texts = [self.render(m) for m in prompts]
         # Greedy samples are identical: decode once and copy.
         n = 1 if params.temperature == 0 else params.n
+        ids = self.tokenizer(texts, add_special_tokens=False).input_ids  # each prompt encoded once
         out: list[list[Completion]] = [[] for _ in texts]
-        for idx in self._batches(texts, max(1, self.batch_size // n)):
-            for i, comps in zip(idx, self._generate_batch([texts[i] for i in idx], n, params)):
+        for idx in self._batches([len(x) for x in ids], max(1, self.batch_size // n)):
+            batch = self._generate_batch([texts[i] for i in idx], [ids[i] for i in idx], n, params)
+            for i, comps in zip(idx, batch):
                 out[i] = comps if n == params.n else comps * params.n
         return out
 
-    def _batches(self, texts: list[str], per_batch: int, max_padding: float = 0.25) -> list[list[int]]:
+    @staticmethod
+    def _batches(lengths: list[int], per_batch: int, max_padding: float = 0.25) -> list[list[int]]:
         """Prompt indices in batches of at most ``per_batch``, sorted by token length.
 
         A batch is also cut where left padding would exceed ``max_padding`` of its prompt tokens:
         a batch mixing 200- and 2,000-token prompts (judge inputs) spends most of its prefill on
         padding, while prompts of similar length (most tasks) stay in full batches.
         """
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
         batches: list[list[int]] = []
-        for i in order:
-            batch = batches[-1] if batches else None
+        real = 0  # prompt tokens in the last batch
+        for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
             # Ascending order: the newcomer is the longest, so it sets the padded width.
-            if batch and len(batch) < per_batch and (len(batch) + 1) * lengths[i] <= (1 + max_padding) * (
-                    sum(lengths[j] for j in batch) + lengths[i]):
-                batch.append(i)
+            if batches and len(batches[-1]) < per_batch and \
+                    (len(batches[-1]) + 1) * lengths[i] <= (1 + max_padding) * (real + lengths[i]):
+                batches[-1].append(i)
+                real += lengths[i]
             else:
                 batches.append([i])
+                real = lengths[i]
         return batches
 
     @torch.inference_mode()
-    def _generate_batch(self, texts: list[str], n: int, params: SamplingParams) -> list[list[Completion]]:
+    def _generate_batch(self, texts: list[str], ids: list[list[int]], n: int, params: SamplingParams) -> list[list[Completion]]:
+        """Decode ``n`` samples for each prompt; ``texts`` (the rendered prompts) seed the samples."""
         tok, model = self.tokenizer, self.model
-        enc = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        enc = tok.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
         ids, mask = enc.input_ids.to(model.device), enc.attention_mask.to(model.device)
         prompt_lens = mask.sum(-1).tolist()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)

@@ -14,7 +14,8 @@ from sys2distill.filters import register_filter
 from sys2distill.filters.base import Filter
 from sys2distill.filters.majority import majority_vote
 from sys2distill.records import Example, FilterDecision, Trace
-from sys2distill.tasks.pairwise_judge import preferred
+from sys2distill.tasks.base import normalize
+from sys2distill.tasks.pairwise_judge import preferred, swapped_partners
 
 
 @register_filter("perturbation_consistency")
@@ -28,17 +29,15 @@ class PerturbationConsistencyFilter(Filter):
 
     def apply(self, examples: list[Example], traces: dict[str, list[Trace]], backend=None) -> list[FilterDecision]:
         votes = {ex.id: majority_vote([t.answer for t in traces[ex.id]]) for ex in examples}
-        by_pair: dict[str, dict[str, Example]] = {}
-        for ex in examples:
-            by_pair.setdefault(ex.metadata.get("pair_id", ex.id), {})[ex.metadata.get("order", "")] = ex
+        partners = swapped_partners(examples)
         out = []
         for ex in examples:
             winner, counts, agreement = votes[ex.id]
-            partner = by_pair[ex.metadata.get("pair_id", ex.id)].get({"ab": "ba", "ba": "ab"}.get(ex.metadata.get("order")))
+            partner = partners[ex.id]
             kept, reason = self._judge(ex, partner, votes)
             out.append(FilterDecision(
                 example_id=ex.id, kept=kept, answer=winner, votes=counts, agreement=agreement, reason=reason,
-                trace_ids=[t.id for t in traces[ex.id] if t.answer is not None and t.answer.casefold() == winner],
+                trace_ids=[t.id for t in traces[ex.id] if t.answer is not None and normalize(t.answer) == winner],
                 details={"pair_id": ex.metadata.get("pair_id"), "partner_verdict": votes[partner.id][0] if partner else None}))
         return out
 

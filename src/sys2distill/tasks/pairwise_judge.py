@@ -96,6 +96,13 @@ def consistent(verdict_ab: str | None, verdict_ba: str | None) -> bool:
     return first is not None and first == preferred("ba", verdict_ba)
 
 
+def swapped_partners(examples: list[Example]) -> dict[str, Example | None]:
+    """Example id → the same pair shown in the other order (None when that order is absent)."""
+    by_pair = {(ex.metadata.get("pair_id"), ex.metadata.get("order")): ex for ex in examples}
+    other = {"ab": "ba", "ba": "ab"}
+    return {ex.id: by_pair.get((ex.metadata.get("pair_id"), other.get(ex.metadata.get("order")))) for ex in examples}
+
+
 def _side(question: str) -> str:
     return "test" if hashlib.sha256(question.encode()).digest()[0] % TEST_SHARE == 0 else "train"
 
@@ -266,7 +273,6 @@ class PairwiseJudge(Task):
 
     def inconsistent(self, examples: list[Example], answers: dict[str, str | None]) -> dict[str, bool]:
         """Pair id → whether the verdict flips when the responses swap (pairs seen in both orders only)."""
-        by_pair: dict[str, dict[str, str | None]] = {}
-        for ex in examples:
-            by_pair.setdefault(ex.metadata["pair_id"], {})[ex.metadata["order"]] = answers.get(ex.id)
-        return {pid: not consistent(v["ab"], v["ba"]) for pid, v in by_pair.items() if {"ab", "ba"} <= v.keys()}
+        return {ex.metadata["pair_id"]: not consistent(answers.get(ex.id), answers.get(partner.id))
+                for ex, partner in zip(examples, swapped_partners(examples).values())
+                if partner is not None and ex.metadata["order"] == "ab"}
