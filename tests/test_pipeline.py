@@ -149,3 +149,16 @@ def test_adaptive_generation_feeds_the_filter(tmp_path, tiny):
     assert len(traces) == 6 * 2  # greedy samples agree: every input stops after 2 of 4
     decisions = read_records(p.dir / "filter" / "system1.jsonl", FilterDecision)
     assert all(d.kept and d.agreement == 1.0 for d in decisions)
+
+
+def test_config_keys_added_later_keep_old_run_folders_valid(tmp_path, tiny):
+    """A run folder made before a config field existed stays valid while that field holds its default."""
+    p = make(tmp_path, tiny, "distill.methods=[system1]")
+    p.run(stages=("generate",))
+    marker = p.dir / "generate" / "STAGE.json"
+    saved = json.loads(marker.read_text())
+    del saved["config"]["generation"]["adaptive_rule"], saved["config"]["method_options"]  # as an older version wrote it
+    marker.write_text(json.dumps(saved))
+    make(tmp_path, tiny, "distill.methods=[system1]").run(stages=("generate",))  # accepted, nothing redone
+    with pytest.raises(UserError, match="different generation"):
+        make(tmp_path, tiny, "distill.methods=[system1]", "generation.adaptive_rule=exact").run(stages=("generate",))

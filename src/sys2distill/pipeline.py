@@ -50,6 +50,22 @@ def _pick(cfg: dict, dotted: str):
     return cfg
 
 
+_ABSENT = object()
+
+
+def _same(saved, new, default) -> bool:
+    """Whether a saved fingerprint value matches the current one. A key the config gained after the
+    run folder was made (absent from ``saved``) matches while it holds its default, so adding a
+    config field does not invalidate every existing run."""
+    if saved is _ABSENT:
+        return new == default
+    if isinstance(saved, dict) and isinstance(new, dict):
+        default = default if isinstance(default, dict) else {}
+        return set(saved) <= set(new) and all(_same(saved.get(k, _ABSENT), v, default.get(k, _ABSENT))
+                                              for k, v in new.items())
+    return saved == new
+
+
 def distilled_label(method_label: str) -> str:
     return "Distill System 1" if method_label == "System 1" else f"Distilled {method_label}"
 
@@ -104,8 +120,8 @@ class Pipeline:
         return SamplingParams(n=g.num_samples, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens, seed=g.seed)
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _fingerprint(self, stage: str) -> dict:
-        cfg = self.cfg.model_dump()
+    def _fingerprint(self, stage: str, cfg: RunConfig | None = None) -> dict:
+        cfg = (cfg or self.cfg).model_dump()
         return {k: _pick(cfg, k) for k in _KEYS[stage]}
 
     def _marker(self, stage: str) -> Path:
@@ -121,9 +137,8 @@ class Pipeline:
         if not marker.exists():
             return False
         saved = json.loads(marker.read_text())
-        new = self._fingerprint(stage)
-        # A key added to the fingerprint after the folder was made counts as unchanged while it is empty.
-        changed = [k for k in new if saved["config"].get(k, None if new[k] else new[k]) != new[k]]
+        new, default = self._fingerprint(stage), self._fingerprint(stage, RunConfig())
+        changed = [k for k in new if not _same(saved["config"].get(k, _ABSENT), new[k], default[k])]
         if changed:
             state = "finished" if saved.get("done") else "started"
             raise UserError(f"run folder {self.dir} has a {state} '{stage}' stage made with different "
