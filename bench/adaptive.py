@@ -22,6 +22,7 @@ from sys2distill.filters.majority import MajorityFilter
 from sys2distill.generation import load_traces
 
 RULES = [(2, 0.8), (3, 0.9), (3, 0.95), (4, 0.95)]  # Beta rule: (min_samples, confidence)
+PREDICTIVE = [(2, 0.9), (2, 0.95), (2, 0.98), (3, 0.98)]  # predictive rule: (min_samples, confidence)
 
 
 def replay(traces: dict[str, list], rule: StopRule) -> dict[str, list]:
@@ -51,7 +52,7 @@ def verify(path: Path, config: str, k: int, rule: StopRule) -> str:
     examples = [ex for ex in p.examples("train") if ex.id in fixed][:k]
     with tempfile.TemporaryDirectory() as tmp:
         got = run_method(p.method(method), examples, p.backend(), replace(p.sampling(), n=rule.max_samples),
-                         Path(tmp) / "adaptive.jsonl", p.cfg.generation.chunk_size, desc="verify adaptive", stop=rule)
+                         Path(tmp) / "adaptive.jsonl", p.cfg.generation.chunk_sequences, desc="verify adaptive", stop=rule)
     expected = replay({ex.id: fixed[ex.id] for ex in examples}, rule)
     same = sum([t.final for t in got[ex.id]] == [t.final for t in expected[ex.id]] for ex in examples)
     return f"{same}/{len(examples)} inputs: adaptive traces equal the fixed run's first samples"
@@ -61,11 +62,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("traces", type=Path, help="a fixed-N generate/<method>.jsonl")
     ap.add_argument("--min-agreement", type=float, default=0.5)
+    ap.add_argument("--n", type=int, default=None, help="replay on the first N samples only (default: all)")
     ap.add_argument("--verify", type=int, default=0, help="re-generate this many inputs adaptively to check the replay")
     ap.add_argument("--config", default=None, help="the run's config (needed by --verify)")
     args = ap.parse_args()
     traces = load_traces(args.traces)
-    n = min(len(v) for v in traces.values())
+    n = min([len(v) for v in traces.values()] + ([args.n] if args.n else []))
     traces = {k: v[:n] for k, v in traces.items()}
     base_tokens = sum(t.tokens for v in traces.values() for t in v)
     base_kept = kept(traces, args.min_agreement, n)
@@ -74,7 +76,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     print(f"| fixed N = {n} | {len(traces) * n} | {base_tokens} | 1.00× | {len(base_kept)} ({len(base_kept) / len(traces):.0%}) | — |")
     rules = [(f"Beta, min {m}, confidence {c}", StopRule(n, m, c)) for m, c in RULES]
-    rules.append((f"exact (filter-aware, t = {args.min_agreement})", StopRule(n, 1, exact_threshold=args.min_agreement)))
+    rules.append((f"exact (filter-aware, t = {args.min_agreement})", StopRule(n, 1, rule="exact", threshold=args.min_agreement)))
+    rules += [(f"predictive, min {m}, confidence {c}", StopRule(n, m, c, rule="predictive", threshold=args.min_agreement))
+              for m, c in PREDICTIVE]
     for label, rule in rules:
         prefix = replay(traces, rule)
         tokens = sum(t.tokens for v in prefix.values() for t in v)

@@ -54,4 +54,4 @@ if __name__ == "__main__":
             time.sleep(0.01)
     method = System1(LastLetter(train_size=1, test_size=1))
     params = SamplingParams(n=N, temperature=0.7, max_tokens=8, seed=3)
-    run_method(method, examples(first, last), backend, params, traces, chunk_size=8, desc="cached")
+    run_method(method, examples(first, last), backend, params, traces, chunk_sequences=8 * N, desc="cached")

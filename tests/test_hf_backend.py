@@ -88,7 +88,47 @@ def test_batches_bound_padding_and_size(backend):
     assert [[c.text for c in cs] for cs in together] == [[c.text for c in cs] for cs in alone]
 
 
-@pytest.mark.parametrize("scale", [0.3, 2.0, 10.0])  # flat (nucleus past top-k: full path) to peaked
+def test_batches_bound_kv_cache_positions(backend):
+    """With a token budget, rows × (padded prompt + new tokens) stays within it; long prompts get fewer rows."""
+    lengths = [100] * 8 + [1000] * 4
+    batches = backend._batches(lengths, per_batch=8, max_tokens=2 * 1100, new_tokens=100)
+    assert sorted(i for b in batches for i in b) == list(range(12))
+    assert [len(b) for b in batches] == [8, 2, 2]  # 8 × 200 fits; 1000-token prompts two at a time
+    assert backend._batches([5000], per_batch=8, max_tokens=100) == [[0]]  # one prompt always runs
+
+
+def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
+    """Writing into reserved space must give attention the same keys/values as concatenation,
+    through prefill, decoding past the reserve, sample expansion, dropped rows and cropping."""
+    from transformers.cache_utils import DynamicLayer
+
+    from sys2distill.backends.hf import ReservedLayer
+
+    torch.manual_seed(0)
+    ref, ours = DynamicLayer(), ReservedLayer(reserve=3)
+    steps = [("update", 5), ("repeat", 2), ("update", 1), ("update", 1), ("select", [0, 3, 2]), ("update", 1),
+             ("update", 1), ("update", 1), ("crop", -2), ("update", 1)]
+    batch = 2
+    for op, arg in steps:
+        if op == "update":
+            k, v = torch.randn(batch, 3, arg, 4), torch.randn(batch, 3, arg, 4)
+            out_ref, out = ref.update(k, v), ours.update(k, v)
+            assert all(torch.equal(a, b) for a, b in zip(out_ref, out))
+        elif op == "repeat":
+            ref.batch_repeat_interleave(arg), ours.batch_repeat_interleave(arg)
+            batch *= arg
+        elif op == "select":
+            ref.batch_select_indices(torch.tensor(arg)), ours.batch_select_indices(torch.tensor(arg))
+            batch = len(arg)
+        else:
+            ref.crop(arg), ours.crop(arg)
+        assert torch.equal(ref.keys, ours.keys) and torch.equal(ref.values, ours.values)
+        assert ref.get_seq_length() == ours.get_seq_length()
+
+
+# Median nucleus sizes at top-p 0.5 / 0.95: 16k / 44k (full path), 119 / 5.7k, 7 / 412 (second
+# level, 512), 1 / 2 (first level, 64).
+@pytest.mark.parametrize("scale", [0.3, 2.0, 3.0, 10.0])
 def test_top_k_nucleus_sampling_equals_the_full_sort(scale):
     """The fast path must draw exactly the token the full-vocabulary nucleus draw gives."""
     from sys2distill.backends.hf import inverse_cdf_sample, sample_top_p

@@ -12,7 +12,7 @@ from sys2distill.tasks.last_letter import LastLetter
 
 OVERRIDES = [
     "task.name=last_letter", "task.train_size=6", "task.test_size=4",
-    "generation.num_samples=2", "generation.temperature=0", "generation.max_tokens=6", "generation.chunk_size=4",
+    "generation.num_samples=2", "generation.temperature=0", "generation.max_tokens=6", "generation.chunk_sequences=8",
     "distill.methods=[system1,rar_2step,{method: rar_2step, name: one_sample, num_samples: 1, filter: {enabled: false}}]",
     "train.max_steps=2", "train.batch_size=4",
     "evaluate.systems=[system1,rar_1step,rar_2step]", "evaluate.max_tokens=6", "evaluate.fidelity_samples=2",
@@ -162,3 +162,18 @@ def test_config_keys_added_later_keep_old_run_folders_valid(tmp_path, tiny):
     make(tmp_path, tiny, "distill.methods=[system1]").run(stages=("generate",))  # accepted, nothing redone
     with pytest.raises(UserError, match="different generation"):
         make(tmp_path, tiny, "distill.methods=[system1]", "generation.adaptive_rule=exact").run(stages=("generate",))
+
+
+def test_write_granularity_is_not_part_of_a_stage_fingerprint(tmp_path, tiny):
+    """How often generation writes to disk never changes its samples, so changing it (or an older
+    run folder recording the old ``chunk_size`` key) must not make a finished stage stale."""
+    p = make(tmp_path, tiny, "distill.methods=[system1]")
+    p.run(stages=("generate",))
+    marker = p.dir / "generate" / "STAGE.json"
+    saved = json.loads(marker.read_text())
+    assert "chunk_sequences" not in saved["config"]["generation"]
+    saved["config"]["generation"]["chunk_size"] = 16  # as versions before the rename wrote it
+    marker.write_text(json.dumps(saved))
+    traces = (p.dir / "generate" / "system1.jsonl").read_bytes()
+    make(tmp_path, tiny, "distill.methods=[system1]", "generation.chunk_sequences=3").run(stages=("generate",))
+    assert (p.dir / "generate" / "system1.jsonl").read_bytes() == traces  # accepted as finished, nothing redone

@@ -87,10 +87,10 @@ def test_run_method_resumes_without_regenerating(tmp_path):
     examples = [Example(f"e{i}", f"question {i}") for i in range(5)]
     backend = ScriptedBackend(lambda prompt, j: f"answer {prompt.split()[-1]}")
     params = SamplingParams(n=2, temperature=0.7)
-    first = run_method(System1(FakeTask()), examples[:3], backend, params, path, chunk_size=2, desc="t")
+    first = run_method(System1(FakeTask()), examples[:3], backend, params, path, chunk_sequences=4, desc="t")
     assert len(first) == 3 and all(len(v) == 2 for v in first.values())
     backend.calls.clear()
-    again = run_method(System1(FakeTask()), examples, backend, params, path, chunk_size=2, desc="t")
+    again = run_method(System1(FakeTask()), examples, backend, params, path, chunk_sequences=4, desc="t")
     asked = [q for texts, _ in backend.calls for q in texts]
     assert asked == ["question 3", "question 4"]  # only the missing inputs
     assert [again[e.id][0].answer for e in examples] == ["0", "1", "2", "3", "4"]

@@ -114,3 +114,39 @@ def test_empty_dataset_is_a_user_error(tmp_path, embedded_tokenizer, tiny_model)
     with pytest.raises(UserError, match="no training examples .* loosen filter.min_agreement"):
         train(empty, "tiny", tmp_path / "out", TrainConfig(), loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer))
     assert not (tmp_path / "out" / "DONE.json").exists()
+
+
+def _padding(lengths, batches):
+    real = sum(lengths[i] for b in batches for i in b)
+    return 1 - real / sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+def test_length_buckets_cover_every_record_once_and_cut_padding():
+    import random
+
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from sys2distill.trainer import LengthBucketSampler
+
+    rng = random.Random(0)
+    lengths = [rng.choice([rng.randint(40, 60), rng.randint(80, 300)]) for _ in range(100)]  # short and long answers
+    sampler = LengthBucketSampler(lengths, batch_size=8, seed=0)
+    batches = sampler.batches()
+    assert sorted(i for b in batches for i in b) == list(range(100)) and list(sampler) == [i for b in batches for i in b]
+    assert [len(b) for b in batches] == [8] * 12 + [4]  # the short batch last, so the loader's cuts match ours
+    assert max(lengths[i] for i in batches[0]) == max(lengths)  # longest first: out of memory shows at step 1
+    assert sampler.batches() == batches  # deterministic per epoch ...
+    sampler.set_epoch(1)
+    assert sampler.batches() != batches  # ... and reshuffled across epochs
+    hf = get_length_grouped_indices(lengths, 8, generator=torch.Generator().manual_seed(0))
+    hf_batches = [hf[i:i + 8] for i in range(0, 100, 8)]
+    assert _padding(lengths, batches) < 0.1 < _padding(lengths, hf_batches)
+
+
+def test_grouped_training_batches_follow_the_length_buckets(tmp_path, embedded_tokenizer, tiny_model):
+    trainer = build_trainer(write_records(tmp_path / "train.jsonl", 8), "tiny", tmp_path / "out",
+                            TrainConfig(batch_size=3), loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer))
+    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    expected = [sorted(lengths[i] for i in b) for b in trainer._get_train_sampler().batches()]
+    seen = [sorted(b["attention_mask"].sum(-1).tolist()) for b in trainer.get_train_dataloader()]
+    assert seen == expected

@@ -33,7 +33,10 @@ class BackendConfig(Section):
     name: str = "hf"  # a key of sys2distill.backends.REGISTRY
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # fp32 is the safe CPU default
     device: str = "cpu"
-    batch_size: int = Field(64, ge=1)  # sequences (prompts × samples) decoded together; 64 ≈ 1.25× faster than 32 on 2 CPU cores
+    # hf: sequences (prompts × samples) decoded together, and a bound on their KV cache positions
+    # (rows × (prompt + new tokens)); 256 rows decode 1.4× faster than 64 on 2 CPU cores (bench/sampling.py).
+    batch_size: int = Field(256, ge=1)
+    max_batch_tokens: int = Field(65536, ge=1)  # 65,536 positions of SmolLM2-135M's fp32 KV cache ≈ 3 GiB
     # openai: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs)
     base_url: str | None = None  # None: $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key (a key in the config would land in the run folder)
@@ -56,13 +59,18 @@ class GenerationConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(128, ge=1)  # per generation step
     seed: int = 0
-    chunk_size: int = Field(16, ge=1)  # examples per checkpointed write: a crash loses at most one chunk
+    # Sequences (inputs × samples) per checkpointed write: a crash loses at most one chunk. It is
+    # also the most the backend sees at once, so it should not be below backend.batch_size.
+    chunk_sequences: int = Field(256, ge=1)
     adaptive: bool = False  # Adaptive-Consistency: stop sampling an input once its vote is settled
     adaptive_min_samples: int = Field(3, ge=1)  # samples drawn before the stopping rule may fire
-    adaptive_confidence: float = Field(0.95, gt=0.5, lt=1)  # P(leader ahead of runner-up) needed to stop
+    # beta: P(leader ahead of runner-up) needed to stop; predictive: P(the filter decides on all N
+    # samples as on those drawn) needed to stop
+    adaptive_confidence: float = Field(0.95, gt=0.5, lt=1)
+    # beta: Aggarwal et al.'s rule (fewest samples, filter decisions may differ from fixed N);
     # exact: stop only once the majority filter's decision is settled (same kept answers as fixed N,
-    # by construction); beta: the confidence rule above (fewer samples, decisions may differ)
-    adaptive_rule: Literal["beta", "exact"] = "beta"
+    # by construction); predictive: stop once that decision is settled with adaptive_confidence
+    adaptive_rule: Literal["beta", "exact", "predictive"] = "beta"
 
 
 class FilterConfig(Section):
@@ -122,7 +130,7 @@ class TrainConfig(Section):
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=16)  # prompt + target tokens
-    group_by_length: bool = True  # batch records of similar length: less padding (packing needs FlashAttention)
+    group_by_length: bool = True  # batch records of similar length (trainer.LengthBucketSampler): less padding
     warmup_ratio: float = Field(0.0, ge=0, le=1)
     weight_decay: float = 0.0
     lora_r: int = Field(16, ge=1)

@@ -45,7 +45,7 @@ def load_complete(path: Path, n: int) -> dict[str, list[Trace]]:
 
 
 def run_method(method: Method, examples: list[Example], backend: Backend, params: SamplingParams, path: Path,
-               chunk_size: int, desc: str, stop: StopRule | None = None) -> dict[str, list[Trace]]:
+               chunk_sequences: int, desc: str, stop: StopRule | None = None) -> dict[str, list[Trace]]:
     """Traces for every example, generated only where missing from ``path``.
 
     Samples are drawn in rounds — ``stop.min_samples`` first, then one more per round — and an
@@ -69,8 +69,12 @@ def run_method(method: Method, examples: list[Example], backend: Backend, params
         while active:
             for (k, n), group in groupby(sorted(active, key=want), key=want):
                 group = list(group)
-                for start in range(0, len(group), chunk_size):
-                    chunk = group[start:start + chunk_size]
+                # Chunks count inputs by their full budget of samples, so every round batches the same
+                # inputs together: fp32 results can differ in the last bits with the batch's padding,
+                # and a draw landing within that rounding of a token boundary would flip.
+                per_chunk = max(1, chunk_sequences // params.n)
+                for start in range(0, len(group), per_chunk):
+                    chunk = group[start:start + per_chunk]
                     traces = method.run(chunk, backend, replace(params, n=n, first_sample=k))
                     append_jsonl(path, [t for row in traces for t in row])
                     for ex, row in zip(chunk, traces):

@@ -42,12 +42,23 @@ _KEYS["filter"] = _KEYS["generate"] + ["filter", "distill.target"]
 _KEYS["train"] = _KEYS["filter"] + ["train"]
 _KEYS["evaluate"] = _KEYS["train"] + ["evaluate"]
 _KEYS["report"] = _KEYS["evaluate"]
+# Keys inside those sections that never change a stage's outputs (how often generation writes to
+# disk; ``chunk_size`` is its old name, still found in older run folders): left out of fingerprints.
+_OUTPUT_NEUTRAL = (("generation", "chunk_sequences"), ("generation", "chunk_size"))
 
 
 def _pick(cfg: dict, dotted: str):
     for k in dotted.split("."):
         cfg = cfg[k]
     return cfg
+
+
+def _without_neutral(fingerprint: dict) -> dict:
+    out = dict(fingerprint)
+    for section, key in _OUTPUT_NEUTRAL:
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
 
 
 _ABSENT = object()
@@ -122,7 +133,7 @@ class Pipeline:
     # -- bookkeeping -----------------------------------------------------------------------
     def _fingerprint(self, stage: str, cfg: RunConfig | None = None) -> dict:
         cfg = (cfg or self.cfg).model_dump()
-        return {k: _pick(cfg, k) for k in _KEYS[stage]}
+        return _without_neutral({k: _pick(cfg, k) for k in _KEYS[stage]})
 
     def _marker(self, stage: str) -> Path:
         return self.dir / stage / "STAGE.json"
@@ -138,7 +149,8 @@ class Pipeline:
             return False
         saved = json.loads(marker.read_text())
         new, default = self._fingerprint(stage), self._fingerprint(stage, RunConfig())
-        changed = [k for k in new if not _same(saved["config"].get(k, _ABSENT), new[k], default[k])]
+        saved_config = _without_neutral(saved["config"])
+        changed = [k for k in new if not _same(saved_config.get(k, _ABSENT), new[k], default[k])]
         if changed:
             state = "finished" if saved.get("done") else "started"
             raise UserError(f"run folder {self.dir} has a {state} '{stage}' stage made with different "
@@ -200,12 +212,12 @@ class Pipeline:
         g, n = self.cfg.generation, self.num_samples(method)
         if not g.adaptive:
             return StopRule.fixed(n)
-        if g.adaptive_rule == "exact":
+        if g.adaptive_rule in ("exact", "predictive"):
             f = self.cfg.filter
             if f.name != "majority" or not f.enabled:
-                raise UserError("generation.adaptive_rule=exact needs the majority filter (filter.name=majority, enabled): "
-                                "it stops when that filter's decision is settled; use adaptive_rule=beta otherwise")
-            return StopRule(n, g.adaptive_min_samples, exact_threshold=f.min_agreement)
+                raise UserError(f"generation.adaptive_rule={g.adaptive_rule} needs the majority filter (filter.name=majority, "
+                                "enabled): it stops on that filter's decision; use adaptive_rule=beta otherwise")
+            return StopRule(n, g.adaptive_min_samples, g.adaptive_confidence, rule=g.adaptive_rule, threshold=f.min_agreement)
         return StopRule(n, g.adaptive_min_samples, g.adaptive_confidence)
 
     def stage_generate(self) -> None:
@@ -213,7 +225,7 @@ class Pipeline:
         for name in dict.fromkeys(s.method for s in self.cfg.distill.specs):
             n = self.num_samples(name)
             run_method(self.method(name), train, self.backend(), replace(self.sampling(), n=n),
-                       self.dir / "generate" / f"{name}.jsonl", self.cfg.generation.chunk_size,
+                       self.dir / "generate" / f"{name}.jsonl", self.cfg.generation.chunk_sequences,
                        desc=f"generate {name} ×{n}{' (adaptive)' if self.cfg.generation.adaptive else ''}",
                        stop=self.stop_rule(name))
 
@@ -257,7 +269,7 @@ class Pipeline:
     def stage_evaluate(self) -> None:
         ev, test = self.cfg.evaluate, self.examples("test")
         greedy = SamplingParams(n=1, temperature=0.0, max_tokens=ev.max_tokens)
-        out, chunk = self.dir / "evaluate", self.cfg.generation.chunk_size
+        out, chunk = self.dir / "evaluate", self.cfg.generation.chunk_sequences
         scores, voted, greedy_traces = [], {}, {}
         for name in ev.systems:
             m = self.method(name)
@@ -300,7 +312,7 @@ class Pipeline:
             return None
         params = replace(self.sampling(), n=max(ev.k_votes))
         samples = run_method(method, test, backend, params, self.dir / "evaluate" / f"kvote_{s.system}.jsonl",
-                             self.cfg.generation.chunk_size, desc=f"k-vote samples {s.system} ×{params.n}")
+                             self.cfg.generation.chunk_sequences, desc=f"k-vote samples {s.system} ×{params.n}")
         s.by_k = kvote(self.task, test, samples, ev.k_votes)
         return samples
 

@@ -1,6 +1,6 @@
 """Turn the ``backend`` config section into a backend: the engine, then Ray, then the cache.
 
-Each engine takes the config knobs its constructor names (``hf``: dtype, device, batch_size;
+Each engine takes the config knobs its constructor names (``hf``: dtype, device, batch_size, max_batch_tokens;
 ``openai``: base_url, api_key_env, max_concurrency, timeout, max_retries; ``vllm``: dtype,
 tensor_parallel_size); a knob set in the config that the chosen engine ignores is an error,
 so a typo'd setup fails before any work. The cache wraps the outside, so a cache hit never
@@ -20,7 +20,7 @@ from sys2distill.config import BackendConfig
 from sys2distill.errors import UserError
 from sys2distill.registry import lookup
 
-ENGINE_KNOBS = ("dtype", "device", "batch_size", "base_url", "api_key_env", "max_concurrency", "timeout",
+ENGINE_KNOBS = ("dtype", "device", "batch_size", "max_batch_tokens", "base_url", "api_key_env", "max_concurrency", "timeout",
                 "max_retries", "tensor_parallel_size")
 
 

@@ -7,7 +7,7 @@ as in a one-process run. With per-sample seeds (``backends.base``) the output do
 depend on how the prompts were sharded.
 
 Long-lived actors rather than Ray Data: the pipeline calls ``generate`` once per
-checkpointed chunk (``generation.chunk_size`` inputs) so a crash loses at most a chunk, and a
+checkpointed chunk (``generation.chunk_sequences`` sequences) so a crash loses at most a chunk, and a
 Ray Data ``map_batches`` actor pool lives for one dataset execution — each chunk would reload
 the model in every worker and pay Ray Data's planning overhead, and results would need
 re-sorting. Actors keep the model loaded across chunks; shards come back in input order.

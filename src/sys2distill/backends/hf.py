@@ -1,8 +1,10 @@
 """Hugging Face transformers backend: batched sampling with a shared prompt prefill.
 
 Each batch of prompts is left-padded and prefilled once; the KV cache is then repeated
-``n`` times so the ``n`` samples of a prompt never re-encode it. Finished rows are dropped
-from the batch as they end, so short answers stop costing compute.
+``n`` times so the ``n`` samples of a prompt never re-encode it. The cache has room for every
+new token from the start (no per-token concatenation), and finished rows are dropped from the
+batch once a quarter of it has finished, so short answers stop costing compute without a cache
+copy at every step. Batches are bounded in rows and in KV cache positions.
 """
 
 from __future__ import annotations
@@ -12,10 +14,77 @@ import inspect
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from sys2distill.backends import register_backend
 from sys2distill.backends.base import Messages, SamplingParams
 from sys2distill.records import Completion
+
+
+class ReservedLayer(DynamicLayer):
+    """A ``DynamicLayer`` that writes each new position into reserved space instead of concatenating.
+
+    ``DynamicLayer.update`` copies the whole cache at every decoded token (``torch.cat``): with 64
+    rows and a few hundred positions that was 29% of decoding time on CPU. Here keys and values
+    live in a buffer with ``reserve`` spare positions; ``keys``/``values`` are views of its filled
+    part, so attention sees exactly the tensors a ``DynamicLayer`` would hold (tested: same tokens).
+    """
+
+    def __init__(self, reserve: int, **kwargs):
+        super().__init__(**kwargs)
+        self.reserve = max(1, reserve)
+        self._k = self._v = None  # [batch, heads, capacity, head_dim]
+        self._len = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self._len + key_states.shape[-2]
+        if self._k is None or end > self._k.shape[-2]:
+            self._resize(end + self.reserve, key_states, value_states)
+        self._k[:, :, self._len:end] = key_states
+        self._v[:, :, self._len:end] = value_states
+        self._len = end
+        self._views()
+        return self.keys, self.values
+
+    def _resize(self, capacity: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        k = key_states.new_empty(*key_states.shape[:2], capacity, key_states.shape[-1])
+        v = value_states.new_empty(*value_states.shape[:2], capacity, value_states.shape[-1])
+        if self._len:
+            k[:, :, :self._len], v[:, :, :self._len] = self.keys, self.values
+        self._k, self._v = k, v
+
+    def _views(self) -> None:
+        self.keys, self.values = self._k[:, :, :self._len], self._v[:, :, :self._len]
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self._len:
+            self._k, self._v = self._k.repeat_interleave(repeats, 0), self._v.repeat_interleave(repeats, 0)
+            self._views()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self._len:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._views()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        super().crop(tokens_to_remove)  # validates the argument and shortens the views
+        if self._k is not None:
+            self._len = self.keys.shape[-2]
+
+    def reset(self) -> None:
+        self._k = self._v = None
+        self._len = 0
+        super().reset()
+
+
+def reserved_cache(config, reserve: int) -> DynamicCache:
+    """A ``DynamicCache`` of ``ReservedLayer``s with room for ``reserve`` more tokens per layer."""
+    cache = DynamicCache(config=config)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):  # sliding-window models keep their layers
+        cache.layers = [ReservedLayer(reserve) for _ in cache.layers]
+    return cache
 
 
 def sample_seed(seed: int, prompt: str, j: int) -> int:
@@ -45,17 +114,22 @@ def inverse_cdf_sample(probs: torch.Tensor, generators: list[torch.Generator]) -
     return torch.searchsorted(cdf, u.unsqueeze(1), right=True).squeeze(1).clamp(max=probs.shape[-1] - 1)
 
 
-def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Generator], k: int = 512) -> torch.Tensor:
+def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Generator], k: int = 64,
+                 max_k: int = 512) -> torch.Tensor:
     """``inverse_cdf_sample(top_p_filter(probs, top_p), generators)``, computed on the top ``k`` tokens.
 
     Sorting the whole 49k vocabulary for every row at every step cost as much as the model's
     forward pass (150 vs 215 ms at 64 rows). The nucleus almost always lies inside the top ``k``:
     there the same kept set is laid out in vocabulary order, so the same uniform number picks the
-    same token; rows whose nucleus may reach past ``k`` take the full path.
+    same token; rows whose nucleus may reach past ``k`` retry with 8 × ``k`` tokens, and past
+    ``max_k`` take the full sort. (``topk`` itself grows with ``k``: 20 ms for 64 vs 53 ms for
+    512 at 256 rows. Past a few thousand tokens the partial cumulative sums round differently
+    from the full sort's — a 16k-token nucleus drew a neighbouring token — hence ``max_k``.)
     """
     if top_p >= 1.0:
         return inverse_cdf_sample(probs, generators)
-    k = min(k, probs.shape[-1])
+    if k > max_k or k >= probs.shape[-1]:
+        return inverse_cdf_sample(top_p_filter(probs, top_p), generators)
     vals, idx = probs.topk(k, dim=-1)
     inside = vals.cumsum(-1) - vals <= top_p  # the nucleus: a prefix of the sorted tokens
     fits = ~inside[:, -1]
@@ -68,7 +142,7 @@ def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Gener
         out[fits] = ids.gather(-1, pos.unsqueeze(1)).squeeze(1)
     rest = (~fits).nonzero().squeeze(1).tolist()
     if rest:
-        out[~fits] = inverse_cdf_sample(top_p_filter(probs[~fits], top_p), [generators[r] for r in rest])
+        out[~fits] = sample_top_p(probs[~fits], top_p, [generators[r] for r in rest], k=8 * k, max_k=max_k)
     return out
 
 
@@ -80,12 +154,14 @@ class HFBackend:
     """
 
     def __init__(self, model: str = "embedded", dtype: str = "float32", device: str = "cpu",
-                 batch_size: int = 32, loaded=None):
+                 batch_size: int = 256, max_batch_tokens: int = 65536, loaded=None):
         from sys2distill.models import load_model_and_tokenizer, model_identity
 
         self.model_id = model_identity(model)
         self.model, self.tokenizer = loaded if loaded is not None else load_model_and_tokenizer(model, dtype, device)
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.max_finished_share = 0.25  # finished rows kept in the batch before it is compacted
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
@@ -106,26 +182,33 @@ class HFBackend:
         n = 1 if params.temperature == 0 else params.n
         ids = self.tokenizer(texts, add_special_tokens=False).input_ids  # each prompt encoded once
         out: list[list[Completion]] = [[] for _ in texts]
-        for idx in self._batches([len(x) for x in ids], max(1, self.batch_size // n)):
+        # Each prompt's n rows hold up to (prompt + new tokens) positions of KV cache.
+        batches = self._batches([len(x) for x in ids], max(1, self.batch_size // n),
+                                max_tokens=self.max_batch_tokens // n, new_tokens=params.max_tokens)
+        for idx in batches:
             batch = self._generate_batch([texts[i] for i in idx], [ids[i] for i in idx], n, params)
             for i, comps in zip(idx, batch):
                 out[i] = comps if n == params.n else comps * params.n
         return out
 
     @staticmethod
-    def _batches(lengths: list[int], per_batch: int, max_padding: float = 0.25) -> list[list[int]]:
+    def _batches(lengths: list[int], per_batch: int, max_padding: float = 0.25,
+                 max_tokens: int | None = None, new_tokens: int = 0) -> list[list[int]]:
         """Prompt indices in batches of at most ``per_batch``, sorted by token length.
 
         A batch is also cut where left padding would exceed ``max_padding`` of its prompt tokens:
         a batch mixing 200- and 2,000-token prompts (judge inputs) spends most of its prefill on
-        padding, while prompts of similar length (most tasks) stay in full batches.
+        padding, while prompts of similar length (most tasks) stay in full batches. ``max_tokens``
+        bounds prompts × (padded prompt length + ``new_tokens``), the positions the KV cache can
+        reach, so a batch of long prompts holds fewer rows than a batch of short ones.
         """
         batches: list[list[int]] = []
         real = 0  # prompt tokens in the last batch
         for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
             # Ascending order: the newcomer is the longest, so it sets the padded width.
-            if batches and len(batches[-1]) < per_batch and \
-                    (len(batches[-1]) + 1) * lengths[i] <= (1 + max_padding) * (real + lengths[i]):
+            grown = len(batches[-1]) + 1 if batches else 1
+            if batches and grown <= per_batch and grown * lengths[i] <= (1 + max_padding) * (real + lengths[i]) \
+                    and (max_tokens is None or grown * (lengths[i] + new_tokens) <= max_tokens):
                 batches[-1].append(i)
                 real += lengths[i]
             else:
@@ -141,7 +224,7 @@ class HFBackend:
         ids, mask = enc.input_ids.to(model.device), enc.attention_mask.to(model.device)
         prompt_lens = mask.sum(-1).tolist()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=model.config)
+        cache = reserved_cache(model.config, params.max_tokens)
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                     **{self._cache_arg: cache}, **self._last_logits_only)
         if n > 1:
@@ -156,36 +239,42 @@ class HFBackend:
         generated: list[list[int]] = [[] for _ in range(rows)]
         texts_out: list[str | None] = [None] * rows
         finish = ["length"] * rows
-        active = list(range(rows))  # row ids still decoding, in batch order
+        in_batch = list(range(rows))  # row id at each batch position, finished rows included
+        done = [False] * rows
         for _ in range(params.max_tokens):
+            live = [k for k, r in enumerate(in_batch) if not done[r]]
+            if len(live) < len(in_batch):
+                logits = logits[live]
             if params.temperature == 0:
                 next_ids = logits.argmax(-1).tolist()
             else:
-                probs = torch.softmax(logits / params.temperature, -1)
-                next_ids = sample_top_p(probs, params.top_p, [gens[r] for r in active]).tolist()
-            keep = []
-            for k, (r, t) in enumerate(zip(active, next_ids)):
+                probs = torch.softmax(logits.div_(params.temperature), -1)
+                next_ids = sample_top_p(probs, params.top_p, [gens[in_batch[k]] for k in live]).tolist()
+            step = [0] * len(in_batch)  # a finished row is fed any token: its output is never read
+            for k, t in zip(live, next_ids):
+                r = in_batch[k]
                 generated[r].append(t)
+                step[k] = t
                 if t in self.eos_ids:
-                    finish[r] = "stop"
-                    continue
-                if params.stop:
+                    finish[r], done[r] = "stop", True
+                elif params.stop:
                     text = tok.decode(generated[r], skip_special_tokens=True)
                     cut = min((text.find(s) for s in params.stop if s in text), default=-1)
                     if cut >= 0:
-                        texts_out[r], finish[r] = text[:cut], "stop"
-                        continue
-                keep.append(k)
-            if not keep:
+                        texts_out[r], finish[r], done[r] = text[:cut], "stop", True
+            live = [k for k, r in enumerate(in_batch) if not done[r]]
+            if not live:
                 break
-            if len(keep) < len(active):  # drop finished rows from the batch and its cache
-                sel = torch.tensor(keep, device=model.device)
+            # Dropping finished rows copies the whole KV cache, so it waits until a quarter of the
+            # batch has finished: a finished row costs one row of compute per step, a copy costs
+            # as much as several steps of attention.
+            if len(in_batch) - len(live) > self.max_finished_share * len(in_batch):
+                sel = torch.tensor(live, device=model.device)
                 cache.batch_select_indices(sel)
                 mask, next_pos = mask[sel], next_pos[sel]
-                active = [active[k] for k in keep]
-                next_ids = [next_ids[k] for k in keep]
-            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            inputs = torch.tensor(next_ids, device=model.device).unsqueeze(1)
+                in_batch, step = [in_batch[k] for k in live], [step[k] for k in live]
+            mask = torch.cat([mask, mask.new_ones(len(in_batch), 1)], dim=1)
+            inputs = torch.tensor(step, device=model.device).unsqueeze(1)
             logits = model(input_ids=inputs, attention_mask=mask, position_ids=next_pos, use_cache=True,
                            **{self._cache_arg: cache}).logits[:, -1, :].float()
             next_pos = next_pos + 1
