@@ -1,6 +1,8 @@
 """Adaptive consistency vs fixed-N self-consistency, side by side on the same samples (issue: performance).
 
-    python bench/adaptive.py runs/rar_coin_flip/generate/rar_2step.jsonl [--verify 8 --config configs/rar_coin_flip.yaml]
+    python bench/adaptive.py runs/rar_coin_flip/generate/rar_2step.jsonl [--n N] [--min-agreement t]
+                             [--verify 8 --config configs/rar_coin_flip.yaml]
+    python bench/adaptive.py --synthetic 0.3 [--n 32]
 
 Sample j of an input is seeded by (seed, prompt, j) alone, so an adaptive run draws exactly the
 first samples of the fixed-N run and stops early. This script therefore reads a finished fixed-N
@@ -34,6 +36,20 @@ def replay(traces: dict[str, list], rule: StopRule) -> dict[str, list]:
     return out
 
 
+def synthetic(alpha: float, n: int, inputs: int = 200) -> dict[str, list]:
+    """Fixed-N samples of a simulated model: one token per sample, so tokens = samples."""
+    import numpy as np
+
+    from sys2distill.records import Trace
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for i in range(inputs):
+        answers = rng.choice(["a", "b", "c", None], size=n, p=rng.dirichlet([alpha] * 4))
+        out[f"s{i}"] = [Trace(f"s{i}", "synthetic", j, [], str(a), a, 1) for j, a in enumerate(answers)]
+    return out
+
+
 def kept(traces: dict[str, list], min_agreement: float, n: int) -> dict[str, str]:
     """Majority filter on each prefix; agreement is measured against the samples actually drawn."""
     f = MajorityFilter(min_agreement=min_agreement)
@@ -60,18 +76,24 @@ def verify(path: Path, config: str, k: int, rule: StopRule) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("traces", type=Path, help="a fixed-N generate/<method>.jsonl")
+    ap.add_argument("traces", type=Path, nargs="?", help="a fixed-N generate/<method>.jsonl")
+    ap.add_argument("--synthetic", type=float, default=None, metavar="ALPHA",
+                    help="instead of a file: 200 inputs whose answer shares (a, b, c, unparsable) are drawn from "
+                         "Dirichlet(ALPHA); small ALPHA = a model whose samples mostly agree")
     ap.add_argument("--min-agreement", type=float, default=0.5)
     ap.add_argument("--n", type=int, default=None, help="replay on the first N samples only (default: all)")
     ap.add_argument("--verify", type=int, default=0, help="re-generate this many inputs adaptively to check the replay")
     ap.add_argument("--config", default=None, help="the run's config (needed by --verify)")
     args = ap.parse_args()
-    traces = load_traces(args.traces)
+    if (args.traces is None) == (args.synthetic is None):
+        ap.error("give a generate file or --synthetic ALPHA (one of the two)")
+    traces = synthetic(args.synthetic, args.n or 32) if args.synthetic is not None else load_traces(args.traces)
     n = min([len(v) for v in traces.values()] + ([args.n] if args.n else []))
     traces = {k: v[:n] for k, v in traces.items()}
     base_tokens = sum(t.tokens for v in traces.values() for t in v)
     base_kept = kept(traces, args.min_agreement, n)
-    print(f"{args.traces}: {len(traces)} inputs × {n} samples, majority filter at min_agreement {args.min_agreement}\n")
+    source = f"synthetic, Dirichlet({args.synthetic})" if args.synthetic is not None else args.traces
+    print(f"{source}: {len(traces)} inputs × {n} samples, majority filter at min_agreement {args.min_agreement}\n")
     print("| rule | samples | generated tokens | tokens vs fixed | kept (yield) | kept answers identical to fixed N |")
     print("|---|---|---|---|---|---|")
     print(f"| fixed N = {n} | {len(traces) * n} | {base_tokens} | 1.00× | {len(base_kept)} ({len(base_kept) / len(traces):.0%}) | — |")

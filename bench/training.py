@@ -1,7 +1,7 @@
 """SFT throughput on the embedded model against the 6 × params FLOP roof, with and without
 length grouping, measured side by side in one run (issue: performance).
 
-    python bench/training.py [--records 96] [--steps 6] [--batch-size 8]
+    python bench/training.py [--records 96] [--steps 12] [--batch-size 8]
 
 Records mimic distillation data: System 1 prompts with targets of mixed length (a short
 answer, or a System 2 final response). Tokens/s counts real (non-padding) tokens.
@@ -25,6 +25,7 @@ from sys2distill.models import load_model_and_tokenizer
 from sys2distill.records import DistillRecord, write_jsonl
 from sys2distill.tasks import REGISTRY
 from sys2distill.trainer import build_trainer
+from trl import SFTTrainer
 
 PARAMS = 134.5e6
 
@@ -41,8 +42,11 @@ def records(n: int) -> list[DistillRecord]:
     return out
 
 
-def run(data: Path, cfg: TrainConfig) -> dict:
+def run(data: Path, cfg: TrainConfig, hf_grouping: bool = False) -> dict:
     trainer = build_trainer(data, "embedded", Path(tempfile.mkdtemp()), cfg, loaded=load_model_and_tokenizer("embedded"))
+    if hf_grouping:  # transformers' own LengthGroupedSampler, for comparison
+        trainer.args.train_sampling_strategy = "group_by_length"
+        trainer._get_train_sampler = lambda *a: SFTTrainer._get_train_sampler(trainer, *a)
     real = total = 0
     for i, batch in enumerate(trainer.get_train_dataloader()):
         if i == cfg.max_steps:
@@ -59,22 +63,24 @@ def run(data: Path, cfg: TrainConfig) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=96)
-    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=12, help="12 × batch 8 = one epoch of 96 records")
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
-    roof = matmul_gflops(torch.float32) / (6 * PARAMS / 1e9)
     data = Path(tempfile.mkdtemp()) / "data.jsonl"
     write_jsonl(data, records(args.records))
-    print(f"roof: {roof:.0f} tok/s (fp32 matmul GFLOP/s ÷ 6 × {PARAMS / 1e6:.1f}M params)\n")
-    print("| batching | steps | real tokens | padding | seconds | tok/s | % of roof | peak RSS GiB |")
-    print("|---|---|---|---|---|---|---|---|")
-    for group in (False, True):
+    print(f"roof: fp32 matmul GFLOP/s ÷ 6 × {PARAMS / 1e6:.1f}M params, measured before each variant\n")
+    print("| batching | steps | real tokens | padding | seconds | tok/s | roof tok/s | % of roof | peak RSS GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    variants = [("random order", False, False), ("transformers group_by_length (megabatches)", True, True),
+                ("sys2distill length buckets (train.group_by_length)", True, False)]
+    for label, group, hf in variants:
         cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, group_by_length=group)
-        r = run(data, cfg)
+        roof = matmul_gflops(torch.float32) / (6 * PARAMS / 1e9)
+        r = run(data, cfg, hf_grouping=hf)
         tps = r["tokens"] / r["seconds"]
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        print(f"| {'grouped by length' if group else 'random'} | {r['steps']} | {r['tokens']} | {100 * r['padding']:.1f}% "
-              f"| {r['seconds']:.1f} | {tps:.0f} | {100 * tps / roof:.0f}% | {rss:.2f} |")
+        print(f"| {label} | {r['steps']} | {r['tokens']} | {100 * r['padding']:.1f}% "
+              f"| {r['seconds']:.1f} | {tps:.0f} | {roof:.0f} | {100 * tps / roof:.0f}% | {rss:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
