@@ -20,6 +20,7 @@ def test_yaml_then_overrides_win(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (["generation.num_sample=3"], "unknown config key 'generation.num_sample': did you mean 'generation.num_samples'?"),
     (["taks.name=x"], "unknown config key 'taks': did you mean 'task'?"),
+    (["generation.chunk_size=16"], "now 'generation.chunk_sequences', counted in sequences"),  # renamed, new unit
     (["train.mode=qlora"], "bad value for config key 'train.mode'"),
     (["generation.num_samples=0"], "bad value for config key 'generation.num_samples'"),
     (["generation.num_samples"], "is not key=value"),

@@ -197,12 +197,18 @@ def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+# Keys renamed with a change of unit: the hint says how to convert an old value.
+RENAMED = {"generation.chunk_size": "it is now 'generation.chunk_sequences', counted in sequences "
+                                    "(inputs × samples), not inputs: multiply the old value by generation.num_samples"}
+
+
 def _explain(e: ValidationError) -> str:
     err = e.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         close = difflib.get_close_matches(key, _valid_keys(RunConfig), n=1)
         hint = f"did you mean {close[0]!r}?" if close else "run `sys2distill config` to see every key"
+        hint = RENAMED.get(key, hint)
         return f"unknown config key {key!r}: {hint}"
     return f"bad value for config key {key!r}: {err['msg']} (got {err.get('input')!r})"
 
