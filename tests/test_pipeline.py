@@ -141,12 +141,16 @@ def test_forcing_a_stage_redoes_the_later_ones_and_task_changes_are_caught(tmp_p
         make(tmp_path, tiny, "distill.methods=[system1]", "task.train_size=5").examples("train")
 
 
-def test_adaptive_generation_feeds_the_filter(tmp_path, tiny):
+# Greedy samples agree. With 2 of 4 drawn and t = 0.5: Beta P(leader ahead) = 0.875; predictive
+# P(decision holds) = 11/12 (only "b, b" next ties it); exact needs a lead > the 2 left, i.e. 3.
+@pytest.mark.parametrize("rule, per_input", [("beta", 2), ("predictive", 2), ("exact", 3)])
+def test_adaptive_generation_feeds_the_filter(tmp_path, tiny, rule, per_input):
     p = make(tmp_path, tiny, "distill.methods=[system1]", "generation.num_samples=4", "generation.adaptive=true",
-             "generation.adaptive_min_samples=2", "generation.adaptive_confidence=0.8")
+             "generation.adaptive_min_samples=2", "generation.adaptive_confidence=0.8", f"generation.adaptive_rule={rule}",
+             "filter.min_agreement=0.5")
     p.run(stages=("generate", "filter"))
     traces = read_records(p.dir / "generate" / "system1.jsonl", Trace)
-    assert len(traces) == 6 * 2  # greedy samples agree: every input stops after 2 of 4
+    assert len(traces) == 6 * per_input
     decisions = read_records(p.dir / "filter" / "system1.jsonl", FilterDecision)
     assert all(d.kept and d.agreement == 1.0 for d in decisions)
 

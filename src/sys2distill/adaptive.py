@@ -16,8 +16,9 @@ filter's decision is then the fixed-N decision, by construction; only the saving
 decision on the samples drawn so far (keep or drop, and which answer) equals its decision on all
 N samples with probability ≥ ``confidence``, the remaining samples drawn from the posterior
 predictive of a Dirichlet process over answers (a Pólya urn: an answer seen c times comes next
-with weight c, an answer not seen yet with weight 1). Unlike the Beta rule it never stops on a
-prefix the filter would judge differently from the fixed-N vote it stands for, and unlike
+with weight c, an answer not seen yet with weight 1). What it bounds is the chance that the
+filter's decision on the prefix differs from the fixed-N decision — the Beta rule bounds a
+different event (leader vs runner-up) and so changes filter decisions freely — and unlike
 ``exact`` it stops when a change is merely unlikely rather than impossible.
 """
 
@@ -92,7 +93,7 @@ class StopRule:
         votes = Counter(normalize(a) if a is not None and normalize(a) else None for a in answers)
         labels = sorted(votes, key=lambda a: (a is None, str(a)))
         counts = np.array([votes[a] for a in labels], dtype=float)
-        left, n = self.max_samples - len(answers), len(answers)
+        left = self.max_samples - len(answers)
         key = repr((counts.tolist(), labels.index(None) if None in votes else -1, self.max_samples))
         seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
         rng = np.random.default_rng(seed)
