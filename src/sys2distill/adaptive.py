@@ -114,8 +114,8 @@ class StopRule:
         # Fixed-N decision per simulation: answer votes exclude the failed-extraction column.
         answer_cols = [i for i, a in enumerate(labels) if a is not None] + list(range(len(labels), tally.shape[1]))
         answers_tally = tally[:, answer_cols]
-        top2 = -np.sort(-answers_tally, axis=1)[:, :2] if answers_tally.shape[1] > 1 else \
-            np.concatenate([answers_tally, np.zeros((m, 1))], axis=1)
+        # A zero column gives every simulation a runner-up, even one with a single answer column.
+        top2 = -np.sort(-np.concatenate([answers_tally, np.zeros((m, 1))], axis=1), axis=1)[:, :2]
         unique = top2[:, 0] > top2[:, 1]
         keeps = unique & (top2[:, 0] / self.max_samples >= self.threshold)
         if now is None:

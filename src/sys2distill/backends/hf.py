@@ -240,9 +240,8 @@ class HFBackend:
         texts_out: list[str | None] = [None] * rows
         finish = ["length"] * rows
         in_batch = list(range(rows))  # row id at each batch position, finished rows included
-        done = [False] * rows
+        live = list(range(rows))  # batch positions still decoding
         for _ in range(params.max_tokens):
-            live = [k for k, r in enumerate(in_batch) if not done[r]]
             if len(live) < len(in_batch):
                 logits = logits[live]
             if params.temperature == 0:
@@ -251,18 +250,22 @@ class HFBackend:
                 probs = torch.softmax(logits.div_(params.temperature), -1)
                 next_ids = sample_top_p(probs, params.top_p, [gens[in_batch[k]] for k in live]).tolist()
             step = [0] * len(in_batch)  # a finished row is fed any token: its output is never read
+            still = []
             for k, t in zip(live, next_ids):
                 r = in_batch[k]
                 generated[r].append(t)
                 step[k] = t
                 if t in self.eos_ids:
-                    finish[r], done[r] = "stop", True
-                elif params.stop:
+                    finish[r] = "stop"
+                    continue
+                if params.stop:
                     text = tok.decode(generated[r], skip_special_tokens=True)
                     cut = min((text.find(s) for s in params.stop if s in text), default=-1)
                     if cut >= 0:
-                        texts_out[r], finish[r], done[r] = text[:cut], "stop", True
-            live = [k for k, r in enumerate(in_batch) if not done[r]]
+                        texts_out[r], finish[r] = text[:cut], "stop"
+                        continue
+                still.append(k)
+            live = still
             if not live:
                 break
             # Dropping finished rows copies the whole KV cache, so it waits until a quarter of the
@@ -273,6 +276,7 @@ class HFBackend:
                 cache.batch_select_indices(sel)
                 mask, next_pos = mask[sel], next_pos[sel]
                 in_batch, step = [in_batch[k] for k in live], [step[k] for k in live]
+                live = list(range(len(in_batch)))
             mask = torch.cat([mask, mask.new_ones(len(in_batch), 1)], dim=1)
             inputs = torch.tensor(step, device=model.device).unsqueeze(1)
             logits = model(input_ids=inputs, attention_mask=mask, position_ids=next_pos, use_cache=True,
