@@ -97,33 +97,109 @@ def test_batches_bound_kv_cache_positions(backend):
     assert backend._batches([5000], per_batch=8, max_tokens=100) == [[0]]  # one prompt always runs
 
 
-def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
-    """Writing into reserved space must give attention the same keys/values as concatenation,
-    through prefill, decoding past the reserve, sample expansion, dropped rows and cropping."""
-    from transformers.cache_utils import DynamicLayer
+def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache():
+    """Prompt KV stored once per prompt + generated KV per row, merged by log-sum-exp, must give the
+    attention a per-row cache gives: left padding, GQA, growing past the reserve, dropped rows and
+    a prompt left without rows."""
+    from types import SimpleNamespace
 
-    from sys2distill.backends.hf import ReservedLayer
+    from transformers import LlamaConfig
+
+    from sys2distill.backends.shared_prefix import SharedPrefixCache, shared_prefix_attention
 
     torch.manual_seed(0)
-    ref, ours = DynamicLayer(), ReservedLayer(reserve=3)
-    steps = [("update", 5), ("repeat", 2), ("update", 1), ("update", 1), ("select", [0, 3, 2]), ("update", 1),
-             ("update", 1), ("update", 1), ("crop", -2), ("update", 1)]
-    batch = 2
-    for op, arg in steps:
-        if op == "update":
-            k, v = torch.randn(batch, 3, arg, 4), torch.randn(batch, 3, arg, 4)
-            out_ref, out = ref.update(k, v), ours.update(k, v)
-            assert all(torch.equal(a, b) for a, b in zip(out_ref, out))
-        elif op == "repeat":
-            ref.batch_repeat_interleave(arg), ours.batch_repeat_interleave(arg)
-            batch *= arg
-        elif op == "select":
-            ref.batch_select_indices(torch.tensor(arg)), ours.batch_select_indices(torch.tensor(arg))
-            batch = len(arg)
-        else:
-            ref.crop(arg), ours.crop(arg)
-        assert torch.equal(ref.keys, ours.keys) and torch.equal(ref.values, ours.values)
-        assert ref.get_seq_length() == ours.get_seq_length()
+    prompts, n, kv_heads, groups, dim, prompt_len = 3, 4, 2, 3, 8, 6
+    config = LlamaConfig(num_hidden_layers=1, hidden_size=kv_heads * groups * dim, num_attention_heads=kv_heads * groups,
+                         num_key_value_heads=kv_heads)
+    cache = SharedPrefixCache(config, reserve=2)
+    mask = torch.ones(prompts, prompt_len, dtype=torch.long)
+    mask[0, :2] = mask[2, :5] = 0  # left padding
+    pk, pv = torch.randn(prompts, kv_heads, prompt_len, dim), torch.randn(prompts, kv_heads, prompt_len, dim)
+    assert cache.update(pk, pv, 0)[0] is pk  # prefill attends with the model's own attention
+    cache.start_sampling(n, mask, torch.float32)
+    # Reference: each row holds its prompt's KV and its own generated KV, masked where padded.
+    ref_k, ref_v, ref_mask = pk.repeat_interleave(n, 0), pv.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+    module = SimpleNamespace(layer_idx=0)
+    rows = torch.arange(prompts * n)
+    for step in range(6):
+        if step == 3:  # drop rows, all of prompt 1's among them
+            rows = torch.tensor([0, 2, 3, 8, 11])
+            cache.batch_select_indices(rows)
+            ref_k, ref_v, ref_mask = ref_k[rows], ref_v[rows], ref_mask[rows]
+        batch = len(rows)
+        k, v = torch.randn(batch, kv_heads, 1, dim), torch.randn(batch, kv_heads, 1, dim)
+        q = torch.randn(batch, kv_heads * groups, 1, dim)
+        gk, gv = cache.update(k, v, 0)
+        out, _ = shared_prefix_attention(module, q, gk, gv, scaling=0.3, shared_prefix=cache)
+        ref_k, ref_v = torch.cat([ref_k, k], 2), torch.cat([ref_v, v], 2)
+        ref_mask = torch.cat([ref_mask, torch.ones(batch, 1, dtype=torch.long)], 1)
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            q, ref_k.repeat_interleave(groups, 1), ref_v.repeat_interleave(groups, 1),
+            attn_mask=ref_mask[:, None, None, :].bool(), scale=0.3)
+        assert out.shape == (batch, 1, kv_heads * groups, dim)
+        torch.testing.assert_close(out, expected.transpose(1, 2), rtol=1e-5, atol=1e-6)
+        assert cache.get_seq_length() == prompt_len + step + 1
+
+
+def test_shared_prefix_decoding_gives_the_per_row_cache_tokens(embedded_tokenizer, tiny_model, monkeypatch):
+    """The same samples (and greedy text) with the shared prompt cache as with a per-row cache,
+    with rows dropped at every step; sliding-window models keep their own cache."""
+    from transformers import AttentionInterface
+
+    from sys2distill.backends import shared_prefix
+
+    calls = []
+    counted = lambda *a, **k: calls.append(1) or shared_prefix.shared_prefix_attention(*a, **k)  # noqa: E731
+    AttentionInterface.register(shared_prefix.ATTENTION_NAME, counted)
+    try:
+        # Large weights make peaked next-token distributions: with the default init a random model
+        # samples from a ~40k-token nucleus, where float rounding alone moves a draw to a neighbour.
+        loaded = (tiny_model(embedded_tokenizer, initializer_range=1.0), embedded_tokenizer)
+        # Rows dropped at every step, or kept until half the batch has finished (the output layer
+        # then scores the live rows only).
+        shared, lazy, per_row = (HFBackend(loaded=loaded, batch_size=8) for _ in range(3))
+        per_row.shared_prefix = False
+        shared.max_finished_share = per_row.max_finished_share = 0.0
+        lazy.max_finished_share = 0.5
+        # Stop strings end rows at different steps (this random model rarely draws end of turn).
+        for params in (SamplingParams(n=4, temperature=1.0, top_p=0.9, max_tokens=12, seed=3, stop=("e",)),
+                       SamplingParams(max_tokens=12, stop=("e",))):
+            ref = [[(c.text, c.completion_tokens) for c in cs] for cs in per_row.generate(PROMPTS, params)]
+            assert len({n for cs in ref for _, n in cs}) > 1  # rows finish at different steps
+            for backend in (shared, lazy):
+                assert [[(c.text, c.completion_tokens) for c in cs] for cs in backend.generate(PROMPTS, params)] == ref
+        assert shared.shared_prefix and calls  # the shared-prefix path actually ran
+        assert loaded[0].config._attn_implementation != shared_prefix.ATTENTION_NAME  # restored after decoding
+    finally:
+        AttentionInterface.register(shared_prefix.ATTENTION_NAME, shared_prefix.shared_prefix_attention)
+    from transformers import MistralConfig, MistralForCausalLM
+    config = MistralConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           num_key_value_heads=1, vocab_size=len(embedded_tokenizer), sliding_window=4)
+    assert not shared_prefix.SharedPrefixCache.supports(MistralForCausalLM(config))
+
+
+def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_tokenizer, tiny_model):
+    """MKL-packed linear weights: same tokens as plain ``linear``, the model's own forward restored
+    afterwards, and a weight changed in place (training) packed again."""
+    from sys2distill.backends.hf import mkl_packing_available
+
+    model = tiny_model(embedded_tokenizer, initializer_range=1.0)
+    if not mkl_packing_available(model):
+        pytest.skip("torch built without MKL")
+    packed, plain = (HFBackend(loaded=(model, embedded_tokenizer), batch_size=8) for _ in range(2))
+    plain.pack_weights = False
+    params = SamplingParams(n=3, temperature=1.0, top_p=0.9, max_tokens=10, seed=1)
+
+    def texts(backend):
+        return [[c.text for c in cs] for cs in backend.generate(PROMPTS, params)]
+
+    before = texts(plain)
+    assert texts(packed) == before and packed._packed
+    assert all("forward" not in vars(m) for m in model.modules())  # patched forwards removed
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(-3.0)
+    after = texts(plain)
+    assert after != before and texts(packed) == after
 
 
 # Median nucleus sizes at top-p 0.5 / 0.95: 16k / 44k (full path), 119 / 5.7k, 7 / 412 (second

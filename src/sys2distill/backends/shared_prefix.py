@@ -1,0 +1,184 @@
+"""Shared-prefix ("cascade") attention: the ``n`` samples of a prompt read its KV cache once.
+
+Self-consistency samples ``n`` continuations of every prompt (arXiv 2407.06023 §2: majority vote
+and USC over ``N`` System 2 samples). With a per-row KV cache each of the ``n`` rows holds its own
+copy of the prompt's keys and values, and every decoding step reads all ``n`` copies — attention
+over that cache was a fifth of sampling time on CPU, all of it memory traffic. Here the prompt's
+keys and values are stored once per prompt and the generated tokens' once per row. Attention
+splits at that boundary (the log-sum-exp merge of FlashAttention's split softmax, used for
+shared prefixes by FlashInfer's cascade inference and Hydragen):
+
+- prompt part: the ``n × groups`` queries of a prompt's rows form one matrix against the prompt's
+  keys — one read of the prompt KV and a real matrix product instead of ``n`` thin ones;
+- generated part: each row's query against its own generated keys (no padding: every row of a
+  batch has generated the same number of tokens, finished rows included);
+- merge: ``out = Σ_part exp(lse_part − lse) · out_part`` with ``lse = logaddexp(lse_prompt, lse_gen)``.
+
+The prompt is prefilled with the model's own attention; only single-token decoding steps use
+:func:`shared_prefix_attention`, and only while :func:`decoding_with_shared_prefix` is active.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from transformers import AttentionInterface, DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+ATTENTION_NAME = "sys2distill_shared_prefix"
+
+# Returns (output, logsumexp): the public ``scaled_dot_product_attention`` drops the logsumexp the
+# merge needs. CPU kernel; on other devices the same function falls back to the math below.
+_flash_cpu = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+
+def attention_with_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float,
+                       mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention returning the output and the natural-log sum of exp(scores) per query."""
+    if query.device.type == "cpu":
+        out, lse = _flash_cpu(query, key, value, 0.0, False, attn_mask=mask, scale=scale)
+        return out, lse
+    scores = (query @ key.transpose(-1, -2)).float() * scale
+    if mask is not None:
+        scores = scores + mask
+    lse = scores.logsumexp(-1)
+    return ((scores - lse.unsqueeze(-1)).exp().to(value.dtype) @ value), lse
+
+
+class SharedPrefixLayer(DynamicLayer):
+    """One layer's cache: prompt keys/values per prompt, generated keys/values per row.
+
+    The first ``update`` (prefill) stores the prompts' keys and values and returns them for the
+    model's own attention. Later updates write each generated position into a buffer reserved for
+    ``reserve`` tokens (no per-token concatenation) and return that row's generated keys/values.
+    """
+
+    def __init__(self, reserve: int):
+        super().__init__()
+        self.reserve = max(1, reserve)
+        self.prompt_keys = self.prompt_values = None  # [prompts, kv_heads, prompt_len, head_dim]
+        self._k = self._v = None  # [rows, kv_heads, capacity, head_dim]
+        self._len = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        if self.prompt_keys is None:
+            self.prompt_keys, self.prompt_values = key_states, value_states
+            return key_states, value_states
+        end = self._len + key_states.shape[-2]
+        if self._k is None or end > self._k.shape[-2]:
+            self._resize(end + self.reserve, key_states, value_states)
+        self._k[:, :, self._len:end] = key_states
+        self._v[:, :, self._len:end] = value_states
+        self._len = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        return self.keys, self.values
+
+    def _resize(self, capacity: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        k = key_states.new_empty(*key_states.shape[:2], capacity, key_states.shape[-1])
+        v = value_states.new_empty(*value_states.shape[:2], capacity, value_states.shape[-1])
+        if self._len:
+            k[:, :, :self._len], v[:, :, :self._len] = self.keys, self.values
+        self._k, self._v = k, v
+
+    def get_seq_length(self) -> int:
+        prompt = 0 if self.prompt_keys is None else self.prompt_keys.shape[-2]
+        return prompt + self._len
+
+    def select_rows(self, rows: torch.Tensor, prompts: torch.Tensor | None) -> None:
+        if self._len:
+            self._k, self._v = self._k[rows], self._v[rows]
+            self.keys, self.values = self._k[:, :, :self._len], self._v[:, :, :self._len]
+        if prompts is not None:
+            self.prompt_keys, self.prompt_values = self.prompt_keys[prompts], self.prompt_values[prompts]
+
+
+class SharedPrefixCache(DynamicCache):
+    """A ``DynamicCache`` of :class:`SharedPrefixLayer` plus the row → prompt map attention needs.
+
+    Rows are laid out prompt-major (row ``p·n + j`` is sample ``j`` of prompt ``p``) and keep their
+    sample slot ``j`` when finished rows are dropped, so the queries of a prompt's live rows land in
+    fixed slots of an ``n``-row block (empty slots are zero queries whose outputs are not read).
+    """
+
+    def __init__(self, config, reserve: int):
+        super().__init__(config=config)
+        self.layers = [SharedPrefixLayer(reserve) for _ in self.layers]
+        self.samples = 1
+        self.slot = None  # [rows] index into the prompts × samples block
+        self.prompt_mask = None  # [prompts, 1, 1, prompt_len], 0 for tokens and -inf for left padding
+
+    @staticmethod
+    def supports(model) -> bool:
+        """Models whose attention goes through transformers' attention interface and whose cache is
+        plain full attention (sliding-window and hybrid models keep their own cache layers)."""
+        plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+        return plain and getattr(model, "_supports_attention_backend", False)
+
+    def start_sampling(self, samples: int, attention_mask: torch.Tensor, dtype: torch.dtype) -> None:
+        """After prefill: every prompt now has ``samples`` rows; ``attention_mask`` is the prompts' 2D mask."""
+        self.samples = samples
+        self.slot = torch.arange(attention_mask.shape[0] * samples, device=attention_mask.device)
+        zeros = torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device)
+        self.prompt_mask = zeros.masked_fill(attention_mask == 0, float("-inf"))[:, None, None, :]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep rows ``indices`` (ascending); prompts left without rows are dropped too."""
+        slot = self.slot[indices]
+        prompt = torch.div(slot, self.samples, rounding_mode="floor")
+        kept = torch.unique(prompt)  # sorted
+        prompts = None if len(kept) == self.prompt_mask.shape[0] else kept
+        if prompts is not None:
+            self.prompt_mask = self.prompt_mask[prompts]
+            slot = torch.searchsorted(kept, prompt) * self.samples + slot % self.samples
+        self.slot = slot
+        for layer in self.layers:
+            layer.select_rows(indices, prompts)
+
+
+def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask=None, scaling: float | None = None, shared_prefix=None, **kwargs):
+    """Attention for one decoding step (see the module docstring); ``key``/``value`` are the
+    generated tokens' keys/values returned by the cache, ``shared_prefix`` the cache itself."""
+    cache: SharedPrefixCache = shared_prefix
+    layer: SharedPrefixLayer = cache.layers[module.layer_idx]
+    rows, heads, q_len, dim = query.shape
+    if q_len != 1:
+        raise ValueError("shared-prefix attention decodes one token per step")
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads  # query heads h·groups … h·groups + groups − 1 share key/value head h
+    scale = scaling if scaling is not None else dim ** -0.5
+    q = query.reshape(rows, kv_heads, groups, dim)
+    prompts, n = layer.prompt_keys.shape[0], cache.samples
+    # The prompt part: all of a prompt's rows against its keys at once.
+    block = q.new_zeros(prompts * n, kv_heads, groups, dim).index_copy_(0, cache.slot, q)
+    block = block.view(prompts, n, kv_heads, groups, dim).transpose(1, 2).reshape(prompts, kv_heads, n * groups, dim)
+    out_p, lse_p = attention_with_lse(block, layer.prompt_keys, layer.prompt_values, scale, cache.prompt_mask)
+    out_p = out_p.view(prompts, kv_heads, n, groups, dim).transpose(1, 2).reshape(prompts * n, kv_heads, groups, dim)
+    lse_p = lse_p.view(prompts, kv_heads, n, groups).transpose(1, 2).reshape(prompts * n, kv_heads, groups)
+    out_p, lse_p = out_p.index_select(0, cache.slot), lse_p.index_select(0, cache.slot)
+    # The generated part: each row against its own tokens.
+    out_g, lse_g = attention_with_lse(q, key, value, scale)
+    lse = torch.logaddexp(lse_p, lse_g)
+    out = out_p * (lse_p - lse).exp().unsqueeze(-1).to(out_p.dtype) \
+        + out_g * (lse_g - lse).exp().unsqueeze(-1).to(out_g.dtype)
+    return out.reshape(rows, q_len, heads, dim), None
+
+
+AttentionInterface.register(ATTENTION_NAME, shared_prefix_attention)
+
+
+@contextmanager
+def decoding_with_shared_prefix(model):
+    """Route the model's attention through :func:`shared_prefix_attention` for the decoding steps.
+
+    Switched per generation call rather than at load time so that prefill, training and any other
+    caller of the same model keep the attention implementation the user chose."""
+    before = model.config._attn_implementation
+    model.config._attn_implementation = ATTENTION_NAME
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = before
