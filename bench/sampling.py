@@ -3,6 +3,7 @@ compute roof, measured side by side in one run (issue: performance).
 
     python bench/sampling.py [--prompts 64] [--samples 8] [--max-tokens 128] [--naive-prompts 2]
                              [--baseline-prompts 16] [--batch-sizes 64,256] [--repeats 3]
+                             [--max-batch-tokens 65536] [--no-bf16]
 
 The job is self-consistency sampling on coin-flip inputs (temperature 0.7, top-p 0.95, early
 stop at end of turn). The roof is measured here too, around every run: matmul GFLOP/s ÷ 0.27
@@ -83,6 +84,8 @@ def main() -> None:
     ap.add_argument("--baseline-prompts", type=int, default=16, help="prompts for HF batched generate and bf16")
     ap.add_argument("--batch-sizes", default="64,256", help="backend.batch_size values to compare (fp32)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per variant; the table shows the median")
+    ap.add_argument("--max-batch-tokens", type=int, default=65536, help="backend.max_batch_tokens (KV positions)")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 run and the bf16/fp32 agreement check")
     args = ap.parse_args()
     torch.manual_seed(0)
     examples = REGISTRY["coin_flip"](train_size=args.prompts, test_size=1).load("train")
@@ -117,12 +120,13 @@ def main() -> None:
         return sum(c.completion_tokens for cs in out for c in cs), sec
 
     for bs in map(int, args.batch_sizes.split(",")):
-        backend = HFBackend(loaded=fp32, batch_size=bs)
+        backend = HFBackend(loaded=fp32, batch_size=bs, max_batch_tokens=args.max_batch_tokens)
         measure(f"sys2distill hf backend, batch {bs}", "float32", args.prompts, lambda: ours(backend, prompts))
-    bf16 = load_model_and_tokenizer("embedded", "bfloat16")
-    backend = HFBackend(loaded=bf16, batch_size=max(map(int, args.batch_sizes.split(","))))
-    measure(f"sys2distill hf backend, batch {backend.batch_size}", "bfloat16", args.baseline_prompts,
-            lambda: ours(backend, prompts[: args.baseline_prompts]))
+    if not args.no_bf16:
+        bf16 = load_model_and_tokenizer("embedded", "bfloat16")
+        backend = HFBackend(loaded=bf16, batch_size=max(map(int, args.batch_sizes.split(","))))
+        measure(f"sys2distill hf backend, batch {backend.batch_size}", "bfloat16", args.baseline_prompts,
+                lambda: ours(backend, prompts[: args.baseline_prompts]))
 
     naive_tps = rows[0][5]
     print(f"\nmedian of {args.repeats} runs per variant, each against the higher roof measured just before and after it "
@@ -132,6 +136,8 @@ def main() -> None:
     for name, dtype, size, n_tok, sec, tps, share, roof in rows:
         print(f"| {name} | {dtype} | {size} | {n_tok} | {sec:.1f} | {tps:.1f} | {tps / naive_tps:.1f} | {roof:.0f} "
               f"| {100 * share:.0f}% |")
+    if args.no_bf16:
+        return
     greedy = SamplingParams(max_tokens=args.max_tokens)
     subset = prompts[: args.baseline_prompts]
     a_out, b_out = HFBackend(loaded=fp32).generate(subset, greedy), HFBackend(loaded=bf16).generate(subset, greedy)

@@ -97,6 +97,35 @@ def test_batches_bound_kv_cache_positions(backend):
     assert backend._batches([5000], per_batch=8, max_tokens=100) == [[0]]  # one prompt always runs
 
 
+def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
+    """Writing into reserved space must give attention the same keys/values as concatenation,
+    through prefill, decoding past the reserve, sample expansion, dropped rows and cropping."""
+    from transformers.cache_utils import DynamicLayer
+
+    from sys2distill.backends.hf import ReservedLayer
+
+    torch.manual_seed(0)
+    ref, ours = DynamicLayer(), ReservedLayer(reserve=3)
+    steps = [("update", 5), ("repeat", 2), ("update", 1), ("update", 1), ("select", [0, 3, 2]), ("update", 1),
+             ("update", 1), ("update", 1), ("crop", -2), ("update", 1)]
+    batch = 2
+    for op, arg in steps:
+        if op == "update":
+            k, v = torch.randn(batch, 3, arg, 4), torch.randn(batch, 3, arg, 4)
+            out_ref, out = ref.update(k, v), ours.update(k, v)
+            assert all(torch.equal(a, b) for a, b in zip(out_ref, out))
+        elif op == "repeat":
+            ref.batch_repeat_interleave(arg), ours.batch_repeat_interleave(arg)
+            batch *= arg
+        elif op == "select":
+            ref.batch_select_indices(torch.tensor(arg)), ours.batch_select_indices(torch.tensor(arg))
+            batch = len(arg)
+        else:
+            ref.crop(arg), ours.crop(arg)
+        assert torch.equal(ref.keys, ours.keys) and torch.equal(ref.values, ours.values)
+        assert ref.get_seq_length() == ours.get_seq_length()
+
+
 def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache():
     """Prompt KV stored once per prompt + generated KV per row, merged by log-sum-exp, must give the
     attention a per-row cache gives: left padding, GQA, growing past the reserve, dropped rows and

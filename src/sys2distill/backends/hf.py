@@ -4,24 +4,93 @@ Each batch of prompts is left-padded and prefilled once; the ``n`` samples of a 
 share its KV cache (``shared_prefix``: stored and read once per prompt, not once per sample),
 the generated tokens' cache has room for every new token from the start (no per-token
 concatenation), and finished rows are dropped from the batch once a quarter of it has finished,
-so short answers stop costing compute without a cache copy at every step. Batches are bounded in
-rows and in KV cache positions.
+so short answers stop costing compute without a cache copy at every step (the output layer
+scores live rows only in between). On x86 CPUs the linear layers run on weights packed once for
+MKL's sgemm. Batches are bounded in rows and in KV cache positions. Measurements:
+``bench/README.md`` (sampling throughput).
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
-
 from contextlib import contextmanager, nullcontext
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from sys2distill.backends import register_backend
 from sys2distill.backends.base import Messages, SamplingParams
 from sys2distill.backends.shared_prefix import SharedPrefixCache, decoding_with_shared_prefix
 from sys2distill.records import Completion
+
+
+class ReservedLayer(DynamicLayer):
+    """A ``DynamicLayer`` that writes each new position into reserved space instead of concatenating.
+
+    ``DynamicLayer.update`` copies the whole cache at every decoded token (``torch.cat``): with 64
+    rows and a few hundred positions that was 29% of decoding time on CPU. Here keys and values
+    live in a buffer with ``reserve`` spare positions; ``keys``/``values`` are views of its filled
+    part, so attention sees exactly the tensors a ``DynamicLayer`` would hold (tested: same tokens).
+    """
+
+    def __init__(self, reserve: int, **kwargs):
+        super().__init__(**kwargs)
+        self.reserve = max(1, reserve)
+        self._k = self._v = None  # [batch, heads, capacity, head_dim]
+        self._len = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self._len + key_states.shape[-2]
+        if self._k is None or end > self._k.shape[-2]:
+            self._resize(end + self.reserve, key_states, value_states)
+        self._k[:, :, self._len:end] = key_states
+        self._v[:, :, self._len:end] = value_states
+        self._len = end
+        self._views()
+        return self.keys, self.values
+
+    def _resize(self, capacity: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        k = key_states.new_empty(*key_states.shape[:2], capacity, key_states.shape[-1])
+        v = value_states.new_empty(*value_states.shape[:2], capacity, value_states.shape[-1])
+        if self._len:
+            k[:, :, :self._len], v[:, :, :self._len] = self.keys, self.values
+        self._k, self._v = k, v
+
+    def _views(self) -> None:
+        self.keys, self.values = self._k[:, :, :self._len], self._v[:, :, :self._len]
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self._len:
+            self._k, self._v = self._k.repeat_interleave(repeats, 0), self._v.repeat_interleave(repeats, 0)
+            self._views()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self._len:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._views()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        super().crop(tokens_to_remove)  # validates the argument and shortens the views
+        if self._k is not None:
+            self._len = self.keys.shape[-2]
+
+    def reset(self) -> None:
+        self._k = self._v = None
+        self._len = 0
+        super().reset()
+
+
+def reserved_cache(config, reserve: int) -> DynamicCache:
+    """A ``DynamicCache`` of ``ReservedLayer``s with room for ``reserve`` more tokens per layer: the
+    per-row cache, for one sample per prompt or models without shared-prefix attention."""
+    cache = DynamicCache(config=config)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):  # sliding-window models keep their layers
+        cache.layers = [ReservedLayer(reserve) for _ in cache.layers]
+    return cache
 
 
 @contextmanager
@@ -194,7 +263,7 @@ class HFBackend:
         # n rows of up to max_tokens generated positions.
         batches = self._batches([len(x) for x in ids], max(1, self.batch_size // n),
                                 max_tokens=self.max_batch_tokens, new_tokens=n * params.max_tokens,
-                                prompt_copies=1 if self.shared_prefix else n)
+                                prompt_copies=1 if self.shared_prefix and n > 1 else n)
         packing = packed_linear_weights(self.model, self._packed, self.batch_size) if self.pack_weights \
             else nullcontext()
         with packing:
@@ -237,8 +306,9 @@ class HFBackend:
         ids, mask = enc.input_ids.to(model.device), enc.attention_mask.to(model.device)
         prompt_lens = mask.sum(-1).tolist()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        shared = self.shared_prefix
-        cache = SharedPrefixCache(model.config, params.max_tokens) if shared else DynamicCache(config=model.config)
+        # With one sample per prompt there is nothing to share, and splitting attention in two only costs.
+        shared = self.shared_prefix and n > 1
+        cache = (SharedPrefixCache if shared else reserved_cache)(model.config, params.max_tokens)
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                     **{self._cache_arg: cache}, **self._last_logits_only)
         if shared:  # the prompt cache stays one copy per prompt; attention reads it once for n rows
