@@ -102,7 +102,7 @@ def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
     through prefill, decoding past the reserve, sample expansion, dropped rows and cropping."""
     from transformers.cache_utils import DynamicLayer
 
-    from sys2distill.backends.hf import ReservedLayer
+    from sys2distill.backends.shared_prefix import ReservedLayer
 
     torch.manual_seed(0)
     ref, ours = DynamicLayer(), ReservedLayer(reserve=3)

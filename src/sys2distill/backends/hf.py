@@ -17,80 +17,11 @@ import inspect
 from contextlib import contextmanager, nullcontext
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from sys2distill.backends import register_backend
 from sys2distill.backends.base import Messages, SamplingParams
-from sys2distill.backends.shared_prefix import SharedPrefixCache, decoding_with_shared_prefix
+from sys2distill.backends.shared_prefix import SharedPrefixCache, decoding_with_shared_prefix, reserved_cache
 from sys2distill.records import Completion
-
-
-class ReservedLayer(DynamicLayer):
-    """A ``DynamicLayer`` that writes each new position into reserved space instead of concatenating.
-
-    ``DynamicLayer.update`` copies the whole cache at every decoded token (``torch.cat``): with 64
-    rows and a few hundred positions that was 29% of decoding time on CPU. Here keys and values
-    live in a buffer with ``reserve`` spare positions; ``keys``/``values`` are views of its filled
-    part, so attention sees exactly the tensors a ``DynamicLayer`` would hold (tested: same tokens).
-    """
-
-    def __init__(self, reserve: int, **kwargs):
-        super().__init__(**kwargs)
-        self.reserve = max(1, reserve)
-        self._k = self._v = None  # [batch, heads, capacity, head_dim]
-        self._len = 0
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        end = self._len + key_states.shape[-2]
-        if self._k is None or end > self._k.shape[-2]:
-            self._resize(end + self.reserve, key_states, value_states)
-        self._k[:, :, self._len:end] = key_states
-        self._v[:, :, self._len:end] = value_states
-        self._len = end
-        self._views()
-        return self.keys, self.values
-
-    def _resize(self, capacity: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        k = key_states.new_empty(*key_states.shape[:2], capacity, key_states.shape[-1])
-        v = value_states.new_empty(*value_states.shape[:2], capacity, value_states.shape[-1])
-        if self._len:
-            k[:, :, :self._len], v[:, :, :self._len] = self.keys, self.values
-        self._k, self._v = k, v
-
-    def _views(self) -> None:
-        self.keys, self.values = self._k[:, :, :self._len], self._v[:, :, :self._len]
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if self._len:
-            self._k, self._v = self._k.repeat_interleave(repeats, 0), self._v.repeat_interleave(repeats, 0)
-            self._views()
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self._len:
-            self._k, self._v = self._k[indices], self._v[indices]
-            self._views()
-
-    def crop(self, tokens_to_remove: int) -> None:
-        super().crop(tokens_to_remove)  # validates the argument and shortens the views
-        if self._k is not None:
-            self._len = self.keys.shape[-2]
-
-    def reset(self) -> None:
-        self._k = self._v = None
-        self._len = 0
-        super().reset()
-
-
-def reserved_cache(config, reserve: int) -> DynamicCache:
-    """A ``DynamicCache`` of ``ReservedLayer``s with room for ``reserve`` more tokens per layer: the
-    per-row cache, for one sample per prompt or models without shared-prefix attention."""
-    cache = DynamicCache(config=config)
-    if all(type(layer) is DynamicLayer for layer in cache.layers):  # sliding-window models keep their layers
-        cache.layers = [ReservedLayer(reserve) for _ in cache.layers]
-    return cache
 
 
 @contextmanager
