@@ -99,7 +99,7 @@ def test_batches_bound_kv_cache_positions(backend):
 
 def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
     """Writing into reserved space must give attention the same keys/values as concatenation,
-    through prefill, decoding past the reserve, sample expansion, dropped rows and cropping."""
+    through prefill, decoding past the reserve, sample expansion, dropped and moved rows and cropping."""
     from transformers.cache_utils import DynamicLayer
 
     from sys2distill.backends.shared_prefix import ReservedLayer
@@ -107,7 +107,10 @@ def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
     torch.manual_seed(0)
     ref, ours = DynamicLayer(), ReservedLayer(reserve=3)
     steps = [("update", 5), ("repeat", 2), ("update", 1), ("update", 1), ("select", [0, 3, 2]), ("update", 1),
-             ("update", 1), ("update", 1), ("crop", -2), ("update", 1)]
+             ("update", 1), ("update", 1), ("crop", -2), ("update", 1),
+             # in place: a row moved into a finished one's place, a swap, then rows repeated
+             ("select", [2, 1]), ("update", 1), ("select", [1, 0]), ("update", 1), ("select", [0, 1, 1]),
+             ("update", 1)]
     batch = 2
     for op, arg in steps:
         if op == "update":
@@ -224,6 +227,16 @@ def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_
 
     before = texts(plain)
     assert texts(packed) == before and packed._packed
+    # One packing serves every row count (the output layer scores only the live rows).
+    from sys2distill.backends.hf import packed_linear_weights
+
+    layer = model.model.layers[0].mlp.up_proj
+    with torch.inference_mode():
+        for rows in (1, 5, 8, 37):
+            x = torch.randn(rows, 1, layer.in_features)
+            expected = torch.nn.functional.linear(x, layer.weight)
+            with packed_linear_weights(model, {}, 8):
+                torch.testing.assert_close(layer(x), expected)
     assert all("forward" not in vars(m) for m in model.modules())  # patched forwards removed
     with torch.no_grad():
         model.model.layers[0].mlp.down_proj.weight.mul_(-3.0)
@@ -244,3 +257,16 @@ def test_top_k_nucleus_sampling_equals_the_full_sort(scale):
         full = inverse_cdf_sample(top_p_filter(probs, top_p), [torch.Generator().manual_seed(i) for i in range(48)])
         fast = sample_top_p(probs, top_p, [torch.Generator().manual_seed(i) for i in range(48)], k=64)
         assert torch.equal(full, fast)
+
+
+def test_compacted_order_moves_only_rows_past_the_new_end():
+    """Dropping finished rows keeps every live row once, and moves only those past the new batch end."""
+    from sys2distill.backends.hf import compacted_order
+
+    assert compacted_order([0, 2, 3, 5, 7]) == [0, 5, 2, 3, 7]  # rows 5 and 7 fill the places of 1 and 4
+    assert compacted_order([0, 1, 2]) == [0, 1, 2]  # the finished rows were last: nothing moves
+    for live in ([1, 2, 3], [4, 6], list(range(0, 64, 3))):
+        order = compacted_order(live)
+        assert sorted(order) == live
+        moved = [k for i, k in enumerate(order) if k != i]
+        assert moved == [k for k in live if k >= len(live)]

@@ -89,8 +89,21 @@ class ReservedLayer(DynamicLayer):
             self._views()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self._len:
+        """Row ``i`` becomes row ``indices[i]``, in place: only the rows whose position changes are
+        copied, and only their filled positions. A gather of the whole buffer (``DynamicLayer``'s
+        way) copies every kept row with its spare room — with 256 rows and 128 reserved positions
+        ~0.75 GB over 30 layers, so finished rows had to wait for a batch-wide compaction. Moving
+        the last live rows into the finished ones' places (see ``HFBackend``) copies a few rows."""
+        if self._len and len(indices) > self._k.shape[0]:  # rows repeated: a gather
             self._k, self._v = self._k[indices], self._v[indices]
+            self._views()
+        elif self._len:
+            moved = (indices != torch.arange(len(indices), device=indices.device)).nonzero().squeeze(1)
+            if len(moved):  # the right side is gathered before the write: overlapping moves are safe
+                src = indices[moved]
+                self._k[moved, :, :self._len] = self._k[src, :, :self._len]
+                self._v[moved, :, :self._len] = self._v[src, :, :self._len]
+            self._k, self._v = self._k[:len(indices)], self._v[:len(indices)]
             self._views()
 
     def crop(self, tokens_to_remove: int) -> None:
@@ -145,9 +158,10 @@ class SharedPrefixLayer(ReservedLayer):
 class SharedPrefixCache(DynamicCache):
     """A ``DynamicCache`` of :class:`SharedPrefixLayer` plus the row → prompt map attention needs.
 
-    Rows are laid out prompt-major (row ``p·n + j`` is sample ``j`` of prompt ``p``) and keep their
-    sample slot ``j`` when finished rows are dropped, so the queries of a prompt's live rows land in
-    fixed slots of an ``n``-row block (empty slots are zero queries whose outputs are not read).
+    Rows start prompt-major (row ``p·n + j`` is sample ``j`` of prompt ``p``); ``slot`` remembers
+    each row's place in that ``prompts × n`` block when finished rows are dropped and others move,
+    so the queries of a prompt's live rows land in fixed slots of its ``n``-row block (empty slots
+    are zero queries whose outputs are not read).
     """
 
     def __init__(self, config, reserve: int):
@@ -172,7 +186,7 @@ class SharedPrefixCache(DynamicCache):
         self.prompt_mask = zeros.masked_fill(attention_mask == 0, float("-inf"))[:, None, None, :]
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep rows ``indices`` (ascending); prompts left without rows are dropped too."""
+        """Row ``i`` becomes row ``indices[i]`` (any order); prompts left without rows are dropped too."""
         slot = self.slot[indices]
         prompt = torch.div(slot, self.samples, rounding_mode="floor")
         kept = torch.unique(prompt)  # sorted
