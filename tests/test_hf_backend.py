@@ -131,8 +131,8 @@ def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
 
 def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache():
     """Prompt KV stored once per prompt + generated KV per row, merged by log-sum-exp, must give the
-    attention a per-row cache gives: left padding, GQA, growing past the reserve, dropped rows and
-    a prompt left without rows."""
+    attention a per-row cache gives: left padding, GQA, growing past the reserve, finished rows left
+    out of a step (from the first one on), dropped rows and a prompt left without rows."""
     from types import SimpleNamespace
 
     from transformers import LlamaConfig
@@ -153,23 +153,32 @@ def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache():
     ref_k, ref_v, ref_mask = pk.repeat_interleave(n, 0), pv.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
     module = SimpleNamespace(layer_idx=0)
     rows = torch.arange(prompts * n)
+    # Rows that have finished before a step (not fed to the model; none of them survive the drop).
+    finished = {0: [4], 1: [4], 2: [1, 4, 5], 5: [1]}
     for step in range(6):
         if step == 3:  # drop rows, all of prompt 1's among them
             rows = torch.tensor([0, 2, 3, 8, 11])
             cache.batch_select_indices(rows)
             ref_k, ref_v, ref_mask = ref_k[rows], ref_v[rows], ref_mask[rows]
         batch = len(rows)
+        fed = torch.tensor([r for r in range(batch) if r not in finished.get(step, [])])
+        cache.decode_rows(fed if len(fed) < batch else None)
         k, v = torch.randn(batch, kv_heads, 1, dim), torch.randn(batch, kv_heads, 1, dim)
         q = torch.randn(batch, kv_heads * groups, 1, dim)
-        gk, gv = cache.update(k, v, 0)
-        out, _ = shared_prefix_attention(module, q, gk, gv, scaling=0.3, shared_prefix=cache)
+        layer = cache.layers[0]
+        if layer._k is not None:  # spare room as a reused buffer may hold it: not even a float
+            layer._k[:, :, layer._len:], layer._v[:, :, layer._len:] = float("nan"), float("nan")
+        gk, gv = cache.update(k[fed], v[fed], 0)
+        left_out = [r for r in range(batch) if r not in fed.tolist()]
+        assert not gk[left_out, :, -1].any() and not gv[left_out, :, -1].any()  # zeros for finished rows
+        out, _ = shared_prefix_attention(module, q[fed], gk, gv, scaling=0.3, shared_prefix=cache)
         ref_k, ref_v = torch.cat([ref_k, k], 2), torch.cat([ref_v, v], 2)
         ref_mask = torch.cat([ref_mask, torch.ones(batch, 1, dtype=torch.long)], 1)
         expected = torch.nn.functional.scaled_dot_product_attention(
             q, ref_k.repeat_interleave(groups, 1), ref_v.repeat_interleave(groups, 1),
             attn_mask=ref_mask[:, None, None, :].bool(), scale=0.3)
-        assert out.shape == (batch, 1, kv_heads * groups, dim)
-        torch.testing.assert_close(out, expected.transpose(1, 2), rtol=1e-5, atol=1e-6)
+        assert out.shape == (len(fed), 1, kv_heads * groups, dim)
+        torch.testing.assert_close(out, expected.transpose(1, 2)[fed], rtol=1e-5, atol=1e-6)
         assert cache.get_seq_length() == prompt_len + step + 1
 
 

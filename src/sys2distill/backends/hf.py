@@ -3,8 +3,9 @@
 Each batch of prompts is left-padded and prefilled once; the ``n`` samples of a prompt then
 share its KV cache (``shared_prefix``: stored and read once per prompt, not once per sample),
 the generated tokens' cache has room for every new token from the start (no per-token
-concatenation), and finished rows leave the batch once a quarter of it has finished (the output
-layer scores live rows only in between): the live rows past the new end move into the finished
+concatenation), and finished rows leave the cache once a quarter of it has finished (in between
+only the live rows go through the model with the shared prompt cache, and through the output
+layer with a per-row cache): the live rows past the new end move into the finished
 rows' places in the cache, so a compaction copies at most a quarter of the rows. On x86 CPUs the
 linear layers run on weights packed once for MKL's sgemm. Batches are bounded in rows and in KV
 cache positions. Measurements: ``bench/README.md`` (sampling throughput).
@@ -27,7 +28,8 @@ from sys2distill.records import Completion
 @contextmanager
 def scoring_rows(model):
     """Yield ``select(positions)``: until called again, the output layer scores only those batch
-    positions (``None``: all). Finished rows stay in the batch until a compaction, and their
+    positions (``None``: all). With a per-row cache (one sample per prompt, or a model without
+    shared-prefix attention) finished rows stay in the batch until a compaction, and their
     logits — a 49k-wide row each, a fifth of the model's FLOPs — would be computed and then
     dropped by a 50 MB gather at every step."""
     head = model.get_output_embeddings()
@@ -316,14 +318,19 @@ class HFBackend:
                         mask = mask[sel]
                     in_batch, step = [in_batch[k] for k in live], [step[k] for k in live]
                     live = list(range(len(in_batch)))
+                subset = live if len(live) < len(in_batch) else None  # None: every row, in order
                 if shared:  # rows are aligned after the prompt: no mask, the prompt mask lives in the cache
+                    # Only the live rows go through the model; the cache maps them to their rows.
+                    cache.decode_rows(None if subset is None else torch.tensor(subset, device=model.device))
                     attend = {"shared_prefix": cache}
-                else:
+                    inputs, pos = [step[k] for k in live], next_pos if subset is None else next_pos[subset]
+                else:  # finished rows go through the model too; the output layer skips them
                     mask = torch.cat([mask, mask.new_ones(len(in_batch), 1)], dim=1)
                     attend = {"attention_mask": mask}
-                inputs = torch.tensor(step, device=model.device).unsqueeze(1)
-                score_rows(live if len(live) < len(in_batch) else None)
-                logits = model(input_ids=inputs, position_ids=next_pos, use_cache=True, **attend,
+                    inputs, pos = step, next_pos
+                    score_rows(subset)
+                inputs = torch.tensor(inputs, device=model.device).unsqueeze(1)
+                logits = model(input_ids=inputs, position_ids=pos, use_cache=True, **attend,
                                **{self._cache_arg: cache}).logits[:, -1, :].float()
                 next_pos = next_pos + 1
 
