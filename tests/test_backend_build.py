@@ -20,6 +20,25 @@ def test_knob_the_engine_ignores_is_an_error(tmp_path):
         build_backend(BackendConfig(name="openai", device="cuda"), "embedded", tmp_path)
 
 
+def test_a_run_folders_config_builds_its_backend_again(tmp_path, embedded_tokenizer, tiny_model):
+    """A run folder's config.yaml spells out every knob, defaults included: loaded back, it must
+    build the same backend, not trip the check above."""
+    from sys2distill.config import dump_config
+
+    loaded = (tiny_model(embedded_tokenizer), embedded_tokenizer)
+    server = FakeServer()
+    try:
+        for overrides, engine in ((["backend.batch_size=32"], HFBackend),
+                                  (["backend.name=openai", f"backend.base_url={server.base_url}"], OpenAIBackend)):
+            cfg = load_config("rar_coin_flip", overrides)
+            (tmp_path / "config.yaml").write_text(dump_config(cfg))
+            again = load_config(tmp_path / "config.yaml")
+            assert again == cfg
+            assert isinstance(build_backend(again.backend, "embedded", tmp_path, loaded=loaded), engine)
+    finally:
+        server.stop()
+
+
 def test_openai_knobs_reach_the_backend_and_cache_wraps_it(tmp_path):
     server = FakeServer()
     try:

@@ -2,8 +2,8 @@
 
 Each engine takes the config knobs its constructor names (``hf``: dtype, device, batch_size, max_batch_tokens;
 ``openai``: base_url, api_key_env, max_concurrency, timeout, max_retries; ``vllm``: dtype,
-tensor_parallel_size); a knob set in the config that the chosen engine ignores is an error,
-so a typo'd setup fails before any work. The cache wraps the outside, so a cache hit never
+tensor_parallel_size); a knob set in the config to a non-default value that the chosen engine
+ignores is an error, so a typo'd setup fails before any work. The cache wraps the outside, so a cache hit never
 reaches Ray or the server.
 """
 
@@ -34,7 +34,10 @@ def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, ch
     if checkpoint and cls.name == "openai":
         cls = REGISTRY["hf"]
     accepted = inspect.signature(cls).parameters
-    unused = [k for k in ENGINE_KNOBS if k in cfg.model_fields_set and k not in accepted]
+    # Set to a value of its own: a run folder's config.yaml spells out every knob at its default,
+    # and must load back as the same run.
+    unused = [k for k in ENGINE_KNOBS if k in cfg.model_fields_set and k not in accepted
+              and getattr(cfg, k) != type(cfg).model_fields[k].default]
     if unused and not checkpoint:
         raise UserError(f"backend.{unused[0]} is not used by backend {cfg.name!r}: "
                         "remove it, or pick a backend that takes it")
