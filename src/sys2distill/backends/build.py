@@ -3,8 +3,8 @@
 Each engine takes the config knobs its constructor names (``hf``: dtype, device, batch_size, max_batch_tokens;
 ``openai``: base_url, api_key_env, max_concurrency, timeout, max_retries; ``vllm``: dtype,
 tensor_parallel_size); a knob set in the config to a non-default value that the chosen engine
-ignores is an error, so a typo'd setup fails before any work. The cache wraps the outside, so a cache hit never
-reaches Ray or the server.
+ignores is an error, so a typo'd setup fails before any work. The cache wraps the outside, so a
+cache hit never reaches Ray or the server.
 """
 
 from __future__ import annotations
