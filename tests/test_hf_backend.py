@@ -129,10 +129,14 @@ def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
         assert ref.get_seq_length() == ours.get_seq_length()
 
 
-def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache():
+# Rows that have finished before a step (not fed to the model; none of them survive the drop at
+# ``drop``): from the first step on, or after steps that fill every query slot.
+@pytest.mark.parametrize("finished, drop", [({0: [4], 1: [4], 2: [1, 4, 5], 5: [1]}, 3),
+                                            ({2: [4], 3: [1, 4, 5], 6: [1]}, 4)])
+def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(finished, drop):
     """Prompt KV stored once per prompt + generated KV per row, merged by log-sum-exp, must give the
-    attention a per-row cache gives: left padding, GQA, growing past the reserve, finished rows left
-    out of a step (from the first one on), dropped rows and a prompt left without rows."""
+    attention a per-row cache gives: left padding, GQA, growing past the reserve, every row fed or
+    finished rows left out of a step, dropped rows and a prompt left without rows."""
     from types import SimpleNamespace
 
     from transformers import LlamaConfig
@@ -153,10 +157,8 @@ def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache():
     ref_k, ref_v, ref_mask = pk.repeat_interleave(n, 0), pv.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
     module = SimpleNamespace(layer_idx=0)
     rows = torch.arange(prompts * n)
-    # Rows that have finished before a step (not fed to the model; none of them survive the drop).
-    finished = {0: [4], 1: [4], 2: [1, 4, 5], 5: [1]}
-    for step in range(6):
-        if step == 3:  # drop rows, all of prompt 1's among them
+    for step in range(drop + 3):
+        if step == drop:  # drop rows, all of prompt 1's among them
             rows = torch.tensor([0, 2, 3, 8, 11])
             cache.batch_select_indices(rows)
             ref_k, ref_v, ref_mask = ref_k[rows], ref_v[rows], ref_mask[rows]
@@ -266,6 +268,22 @@ def test_top_k_nucleus_sampling_equals_the_full_sort(scale):
         full = inverse_cdf_sample(top_p_filter(probs, top_p), [torch.Generator().manual_seed(i) for i in range(48)])
         fast = sample_top_p(probs, top_p, [torch.Generator().manual_seed(i) for i in range(48)], k=64)
         assert torch.equal(full, fast)
+
+
+@pytest.mark.parametrize("width", [49152, 49000, 3000])
+def test_top_k_by_blocks_gives_topk_values(width):
+    """Block pruning keeps exactly the ``k`` largest values (a partial last block included, and
+    few blocks falling back to a plain ``topk``); each index points at its value."""
+    from sys2distill.backends.hf import top_k_by_blocks
+
+    torch.manual_seed(0)
+    x = torch.softmax(torch.randn(32, width) * 3, -1)
+    x[0, -1] = 1.0  # the maximum of one row in the partial last block (or the last block)
+    values, ids = top_k_by_blocks(x, 64)
+    expected = x.topk(64, dim=-1).values
+    assert torch.equal(values, expected)
+    assert torch.equal(x.gather(1, ids), values)
+    assert ids[0, 0] == width - 1
 
 
 def test_compacted_order_moves_only_rows_past_the_new_end():

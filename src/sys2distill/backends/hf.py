@@ -138,6 +138,29 @@ def inverse_cdf_sample(probs: torch.Tensor, generators: list[torch.Generator]) -
     return torch.searchsorted(cdf, u.unsqueeze(1), right=True).squeeze(1).clamp(max=probs.shape[-1] - 1)
 
 
+def top_k_by_blocks(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x.topk(k, dim=-1)`` for a wide matrix: the same values (indices may differ among ties).
+
+    The ``k`` largest entries of a row lie in the ``k`` blocks of ``block`` entries with the largest
+    maxima (a block holding one of them has a maximum at least as large, and fewer than ``k`` other
+    blocks can beat it), so one max pass narrows the vocabulary to ``k × block`` candidates before
+    the real ``topk``: 17 → 12 ms for 64 of 49,152 at 256 rows.
+    """
+    rows, width = x.shape
+    full = width // block
+    if full <= k:
+        return x.topk(k, dim=-1)
+    blocks = x[:, :full * block].reshape(rows, full, block)
+    best = blocks.amax(-1).topk(k, dim=-1).indices  # [rows, k]
+    candidates = blocks.gather(1, best.unsqueeze(-1).expand(-1, -1, block)).view(rows, k * block)
+    ids = (best.unsqueeze(-1) * block + torch.arange(block, device=x.device)).view(rows, k * block)
+    if full * block < width:  # the last, partial block is always a candidate
+        candidates = torch.cat([candidates, x[:, full * block:]], 1)
+        ids = torch.cat([ids, torch.arange(full * block, width, device=x.device).expand(rows, -1)], 1)
+    values, pos = candidates.topk(k, dim=-1)
+    return values, ids.gather(1, pos)
+
+
 def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Generator], k: int = 64,
                  max_k: int = 512) -> torch.Tensor:
     """``inverse_cdf_sample(top_p_filter(probs, top_p), generators)``, computed on the top ``k`` tokens.
@@ -154,7 +177,7 @@ def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Gener
         return inverse_cdf_sample(probs, generators)
     if k > max_k or k >= probs.shape[-1]:
         return inverse_cdf_sample(top_p_filter(probs, top_p), generators)
-    vals, idx = probs.topk(k, dim=-1)
+    vals, idx = top_k_by_blocks(probs, k)
     inside = vals.cumsum(-1) - vals <= top_p  # the nucleus: a prefix of the sorted tokens
     fits = ~inside[:, -1]
     out = torch.empty(probs.shape[0], dtype=torch.long)

@@ -181,6 +181,7 @@ class SharedPrefixCache(DynamicCache):
         self.samples = 1
         self.slot = None  # [rows] index into the prompts × samples block
         self.prompt_mask = None  # [prompts, 1, 1, prompt_len], 0 for tokens and -inf for left padding
+        self._query_places = None  # this step's ``query_places``, shared by every layer
 
     @staticmethod
     def supports(model) -> bool:
@@ -195,6 +196,7 @@ class SharedPrefixCache(DynamicCache):
         self.slot = torch.arange(attention_mask.shape[0] * samples, device=attention_mask.device)
         zeros = torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device)
         self.prompt_mask = zeros.masked_fill(attention_mask == 0, float("-inf"))[:, None, None, :]
+        self._query_places = None
 
     def decode_rows(self, rows: torch.Tensor | None) -> None:
         """The next decoding step feeds the model these cache rows only (``None``: every row, in order).
@@ -206,6 +208,21 @@ class SharedPrefixCache(DynamicCache):
         those rows (zeros to the others) and attention answers for those rows."""
         for layer in self.layers:
             layer.rows, layer.batch = rows, len(self.slot)
+        self._query_places = None
+
+    def query_places(self, rows: torch.Tensor | None, kv_heads: int, groups: int) -> torch.Tensor:
+        """Where each query of this step goes in the prompts' query blocks: the flat index, in a
+        ``[prompts, kv_heads, samples × groups]`` block, of query ``(row, kv head, group)`` (row-major).
+        One gather/scatter with it replaces a scatter, a transpose and a gather per layer (and the
+        transposes of the outputs); computed once per step."""
+        if self._query_places is None:
+            slot = self.slot if rows is None else self.slot[rows]
+            prompt, sample = slot.div(self.samples, rounding_mode="floor"), slot % self.samples
+            head = torch.arange(kv_heads, device=slot.device)[None, :, None]
+            group = torch.arange(groups, device=slot.device)[None, None, :]
+            places = ((prompt[:, None, None] * kv_heads + head) * self.samples + sample[:, None, None]) * groups + group
+            self._query_places = places.reshape(-1)
+        return self._query_places
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Row ``i`` becomes row ``indices[i]`` (any order); prompts left without rows are dropped too."""
@@ -217,6 +234,7 @@ class SharedPrefixCache(DynamicCache):
             self.prompt_mask = self.prompt_mask[prompts]
             slot = torch.searchsorted(kept, prompt) * self.samples + slot % self.samples
         self.slot = slot
+        self._query_places = None
         for layer in self.layers:
             layer.select_rows(indices, prompts)
 
@@ -236,14 +254,16 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     q = query.reshape(rows, kv_heads, groups, dim)
     prompts, n = layer.prompt_keys.shape[0], cache.samples
     live = layer.rows  # the cache rows of the queries (None: all, in order)
-    slot = cache.slot if live is None else cache.slot[live]
-    # The prompt part: all of a prompt's rows against its keys at once.
-    block = q.new_zeros(prompts * n, kv_heads, groups, dim).index_copy_(0, slot, q)
-    block = block.view(prompts, n, kv_heads, groups, dim).transpose(1, 2).reshape(prompts, kv_heads, n * groups, dim)
+    # The prompt part: all of a prompt's rows against its keys at once. Slots without a query
+    # (finished or dropped rows) get zeros, as stale bytes can be slow denormals; with every slot
+    # filled nothing needs zeroing.
+    places = cache.query_places(live, kv_heads, groups)
+    size = prompts * kv_heads * n * groups
+    block = q.new_empty(size, dim) if len(places) == size else q.new_zeros(size, dim)
+    block = block.index_copy_(0, places, q.reshape(-1, dim)).view(prompts, kv_heads, n * groups, dim)
     out_p, lse_p = attention_with_lse(block, layer.prompt_keys, layer.prompt_values, scale, cache.prompt_mask)
-    out_p = out_p.view(prompts, kv_heads, n, groups, dim).transpose(1, 2).reshape(prompts * n, kv_heads, groups, dim)
-    lse_p = lse_p.view(prompts, kv_heads, n, groups).transpose(1, 2).reshape(prompts * n, kv_heads, groups)
-    out_p, lse_p = out_p.index_select(0, slot), lse_p.index_select(0, slot)
+    out_p = out_p.reshape(-1, dim).index_select(0, places).view(rows, kv_heads, groups, dim)
+    lse_p = lse_p.reshape(-1).index_select(0, places).view(rows, kv_heads, groups)
     # The generated part: each row against its own tokens. The cache's rows are strided views of
     # one buffer; finished rows get zero queries (their outputs are dropped) rather than a copy of
     # every live row's keys and values.
