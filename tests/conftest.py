@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -20,7 +22,8 @@ def embedded_tokenizer():
 
 @pytest.fixture
 def tiny_model():
-    """Factory: ``tiny_model(tokenizer, seed=0, **config)`` → a fresh random 2-layer Llama."""
+    """Factory: ``tiny_model(tokenizer, seed=0, **config)`` → a fresh random 2-layer Llama, on the
+    device named by ``SYS2DISTILL_TEST_DEVICE`` (default ``cpu``; e.g. ``cuda`` on a GPU machine)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -37,6 +40,7 @@ def tiny_model():
             pad_token_id=tokenizer.pad_token_id,
         )
         torch.manual_seed(seed)
-        return LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
+        model = LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
+        return model.to(os.environ.get("SYS2DISTILL_TEST_DEVICE", "cpu"))
 
     return make

@@ -201,6 +201,8 @@ def test_shared_prefix_decoding_gives_the_per_row_cache_tokens(embedded_tokenize
         # Rows dropped at every step, or kept until half the batch has finished (the output layer
         # then scores the live rows only).
         shared, lazy, per_row = (HFBackend(loaded=loaded, batch_size=8) for _ in range(3))
+        assert shared.shared_prefix == (loaded[0].device.type == "cpu")  # the default: on CPU only
+        shared.shared_prefix = lazy.shared_prefix = True
         per_row.shared_prefix = False
         shared.max_finished_share = per_row.max_finished_share = 0.0
         lazy.max_finished_share = 0.5
@@ -211,7 +213,7 @@ def test_shared_prefix_decoding_gives_the_per_row_cache_tokens(embedded_tokenize
             assert len({n for cs in ref for _, n in cs}) > 1  # rows finish at different steps
             for backend in (shared, lazy):
                 assert [[(c.text, c.completion_tokens) for c in cs] for cs in backend.generate(PROMPTS, params)] == ref
-        assert shared.shared_prefix and calls  # the shared-prefix path actually ran
+        assert calls  # the shared-prefix path actually ran
         assert loaded[0].config._attn_implementation != shared_prefix.ATTENTION_NAME  # restored after decoding
     finally:
         AttentionInterface.register(shared_prefix.ATTENTION_NAME, shared_prefix.shared_prefix_attention)
