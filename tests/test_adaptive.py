@@ -31,7 +31,11 @@ def test_adaptive_run_draws_the_fixed_runs_first_samples(tmp_path, embedded_toke
     monkeypatch.setattr(TASKS["coin_flip"], "extract_answer", lambda self, text: "yes" if len(text) % 2 else "no")
     task = TASKS["coin_flip"](train_size=6, test_size=1)
     examples, method = task.load("train"), REGISTRY["system1"](task)
-    backend = HFBackend(loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer), batch_size=16)
+    # Peaked next-token distributions (large weights): the two runs batch rows differently, and in a
+    # random model's ~40k-token nucleus the rounding of a different matmul blocking alone moves a draw
+    # (seen on an AMD EPYC VM); the property under test is the seeding, not bit-equal batching.
+    model = tiny_model(embedded_tokenizer, initializer_range=1.0)
+    backend = HFBackend(loaded=(model, embedded_tokenizer), batch_size=16)
     params = SamplingParams(n=5, temperature=1.0, top_p=0.95, max_tokens=5, seed=3)
     fixed = run_method(method, examples, backend, params, tmp_path / "fixed.jsonl", 4, desc="fixed")
     # A rule that stops each input after a different number of samples, decided by its text.
