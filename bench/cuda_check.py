@@ -6,7 +6,7 @@ transformers beside sys2distill (no pydantic/typer), and the embedded model's co
 (``$SYS2DISTILL_CACHE``) for the tokenizer and config::
 
     python bench/cuda_check.py                 # the embedded model's architecture, random weights
-    python bench/cuda_check.py --model PATH    # a real checkpoint folder
+    python bench/cuda_check.py --model PATH    # real weights: a checkpoint folder, a Hub id or "embedded"
 
 Random weights rarely draw end of turn, so every row runs to ``--max-tokens``: the same work for
 both sides. The table shows the median of ``--repeats`` runs; the unit tests run on the GPU with
@@ -24,35 +24,22 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from sys2distill.backends.base import SamplingParams
 from sys2distill.backends.hf import HFBackend
-from sys2distill.models import embedded_checkpoint
+from sys2distill.models import embedded_checkpoint, load_model_and_tokenizer
 from sys2distill.tasks import REGISTRY
 
+from sampling import hf_batched  # bench/sampling.py: transformers' batched sampling, the same job
 
-def load(model: str | None, dtype: torch.dtype, device: str):
-    folder = model or embedded_checkpoint()
+
+def load(model: str | None, dtype: str, device: str):
+    """A real checkpoint through the project's loader, or (``None``) the embedded model's
+    architecture with random weights: the weights are not needed for speed."""
+    if model is not None:
+        return load_model_and_tokenizer(model, dtype, device)
+    folder = embedded_checkpoint()
     tok = AutoTokenizer.from_pretrained(folder)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    if model is None:  # the architecture only: the weights are not needed for speed
-        torch.manual_seed(0)
-        net = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=dtype)
-    else:
-        net = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    torch.manual_seed(0)
+    net = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=getattr(torch, dtype))
     return net.to(device).eval(), tok
-
-
-def hf_generate(net, tok, prompts, params, prompts_per_call):
-    texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    tokens = 0
-    for i in range(0, len(texts), prompts_per_call):
-        enc = tok(texts[i:i + prompts_per_call], return_tensors="pt", padding=True, padding_side="left",
-                  add_special_tokens=False).to(net.device)
-        out = net.generate(**enc, do_sample=True, temperature=params.temperature, top_p=params.top_p,
-                           max_new_tokens=params.max_tokens, num_return_sequences=params.n,
-                           pad_token_id=tok.pad_token_id)
-        for row in out[:, enc.input_ids.shape[1]:].tolist():  # up to and including end of turn
-            tokens += row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
-    return tokens
 
 
 def synchronize() -> None:
@@ -83,13 +70,13 @@ def main() -> None:
     args = ap.parse_args()
     examples = REGISTRY["coin_flip"](train_size=args.prompts, test_size=1).load("train")
     prompts = [[{"role": "user", "content": ex.question}] for ex in examples]
-    params = SamplingParams(n=args.samples, temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, seed=0)
+    params = SamplingParams(n=args.samples, temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, seed=0)  # as hf_batched's
     name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
     print(f"device: {name}; torch {torch.__version__}; "
           f"{args.prompts} prompts × {args.samples} samples × ≤ {args.max_tokens} tokens", flush=True)
     rows = []
     for dtype in args.dtypes.split(","):
-        net, tok = load(args.model, getattr(torch, dtype), args.device)
+        net, tok = load(args.model, dtype, args.device)
         # Every prompt in one batch: GPU memory is not the limit at this size.
         shared, per_row = (HFBackend(loaded=(net, tok), batch_size=args.prompts * args.samples, max_batch_tokens=1 << 24)
                            for _ in range(2))
@@ -100,8 +87,8 @@ def main() -> None:
         print(f"{dtype}: shared-prefix vs per-row cache, same seeds: {same}/{len(a) * args.samples} identical samples",
               flush=True)
         variants = [
-            ("transformers generate, all prompts in one call", lambda: hf_generate(net, tok, prompts, params, len(prompts))),
-            ("transformers generate, 8 prompts per call", lambda: hf_generate(net, tok, prompts, params, 8)),
+            ("transformers generate, all prompts in one call", lambda: hf_batched(net, tok, prompts, args.samples, args.max_tokens, len(prompts))[0]),
+            ("transformers generate, 8 prompts per call", lambda: hf_batched(net, tok, prompts, args.samples, args.max_tokens, 8)[0]),
             ("sys2distill hf, per-row cache (the GPU default)", lambda: sum(c.completion_tokens for cs in per_row.generate(prompts, params) for c in cs)),
             ("sys2distill hf, shared prefix (the CPU default)", lambda: sum(c.completion_tokens for cs in shared.generate(prompts, params) for c in cs)),
         ]

@@ -65,7 +65,7 @@ def hf_batched(model, tok, prompts, samples, max_tokens, batch_prompts=8) -> tup
     texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     for i in range(0, len(texts), batch_prompts):
         enc = tok(texts[i:i + batch_prompts], return_tensors="pt", padding=True, padding_side="left",
-                  add_special_tokens=False)
+                  add_special_tokens=False).to(model.device)
         out = model.generate(**enc, do_sample=True, temperature=0.7, top_p=0.95, max_new_tokens=max_tokens,
                              num_return_sequences=samples, pad_token_id=tok.pad_token_id)
         new = out[:, enc.input_ids.shape[1]:]
