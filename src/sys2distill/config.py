@@ -7,13 +7,15 @@ silently falls back to a default.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sys2distill.errors import UserError
+from sys2distill.redact import looks_secret
 
 
 class Section(BaseModel):
@@ -39,7 +41,9 @@ class BackendConfig(Section):
     max_batch_tokens: int = Field(65536, ge=1)  # 65,536 positions of SmolLM2-135M's fp32 KV cache ≈ 3 GiB
     # openai: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs)
     base_url: str | None = None  # None: $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1
-    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key (a key in the config would land in the run folder)
+    # The variable holding the key (a key in the config would land in the run folder); when it is not the
+    # default it must be set, the default may be unset for servers without keys (llama.cpp, vLLM).
+    api_key_env: str = "OPENAI_API_KEY"
     max_concurrency: int = Field(16, ge=1)  # requests in flight; servers batch them
     timeout: float = Field(120.0, gt=0)  # seconds per request before it is retried
     max_retries: int = Field(5, ge=0)  # on 429, 5xx, timeouts and dropped connections, with backoff + jitter
@@ -49,6 +53,14 @@ class BackendConfig(Section):
     cache: bool | str = False  # true: <run_dir>/cache.sqlite; a path shares one cache between runs
     distributed: Literal["none", "ray"] = "none"  # ray: shard generation across Ray workers ($RAY_ADDRESS or local)
     num_workers: int = Field(2, ge=1)  # ray: replicas of the backend, the cluster's CPUs split between them
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) or looks_secret(v):
+            raise ValueError("must be the name of the environment variable holding the API key, not the key itself: "
+                             "`export OPENAI_API_KEY=<key>` and keep backend.api_key_env=OPENAI_API_KEY")
+        return v
 
 
 class GenerationConfig(Section):
@@ -182,9 +194,34 @@ class RunConfig(Section):
             raise ValueError("must be a non-empty name without '/'")
         return v
 
+    @model_validator(mode="after")
+    def _no_secrets(self) -> RunConfig:
+        """A config is written to the run folder (config.yaml, every stage's record, results.json): no key may be in it."""
+        for key, value in _strings(self.model_dump()):
+            if looks_secret(value):
+                raise UserError(f"config key {key} holds what looks like an API key or token: a config is written to the "
+                                "run folder, so put the key in an environment variable and name that variable in "
+                                "backend.api_key_env")
+        return self
+
     @property
     def path(self) -> Path:
         return Path(self.run_dir.format(name=self.name))
+
+
+def _strings(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in a nested config dump, mapping keys included (a secret can hide in ``prompts`` or
+    ``options``), with its dotted key."""
+    if isinstance(value, str):
+        yield key, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else str(k)
+            yield sub, str(k)
+            yield from _strings(v, sub)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{key}[{i}]")
 
 
 def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -199,7 +236,10 @@ def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 # Keys renamed with a change of unit: the hint says how to convert an old value.
 RENAMED = {"generation.chunk_size": "it is now 'generation.chunk_sequences', counted in sequences "
-                                    "(inputs × samples), not inputs: multiply the old value by generation.num_samples"}
+                                    "(inputs × samples), not inputs: multiply the old value by generation.num_samples",
+           # Not a rename: the key itself never goes in a config (it would be written to the run folder).
+           "backend.api_key": "a key never goes in a config, which is written to the run folder: `export "
+                              "OPENAI_API_KEY=<key>`, or put it in another variable and set backend.api_key_env=<its name>"}
 
 
 def _explain(e: ValidationError) -> str:
@@ -213,11 +253,26 @@ def _explain(e: ValidationError) -> str:
     return f"bad value for config key {key!r}: {err['msg']} (got {err.get('input')!r})"
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the problem and where it is (line and column, 1-based)."""
+    mark = getattr(e, "problem_mark", None)
+    if mark is None:
+        return str(e).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: {e.problem}"
+    context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+    return where + (f" ({context} at line {start.line + 1}, column {start.column + 1})" if context and start else "")
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise UserError(f"override {item!r} is not key=value: write e.g. generation.num_samples=4")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw else ""
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as e:
+        raise UserError(f"override {key}=... has a value that is not valid YAML ({_yaml_problem(e)}): "
+                        f"quote it, e.g. {key}='...', or fix its brackets") from None
+    return key.strip().split("."), value
 
 
 CONFIG_DIR = Path(__file__).parent / "configs"  # the shipped configs (the repo's configs/ links here)
@@ -238,9 +293,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
             raise UserError(f"config file not found: {p}: pass a YAML file such as configs/rar_last_letter.yaml "
                             f"or a shipped config's name ({', '.join(shipped_configs())})")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
-            raise UserError(f"config {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise UserError(f"config {p} is not valid YAML at {_yaml_problem(e)}: fix it there") from None
+        except UnicodeDecodeError:
+            raise UserError(f"config {p} is not UTF-8 text: pass a YAML file such as configs/rar_last_letter.yaml") from None
         if not isinstance(data, dict):
             raise UserError(f"config {p} must be a YAML mapping of keys to values")
     for item in overrides:

@@ -107,7 +107,34 @@ def resolve_model(name: str) -> str:
     """Map a config's ``model`` value to what ``from_pretrained`` takes."""
     if name == EMBEDDED:
         return str(embedded_checkpoint())
-    return check_model_name(name)
+    source = check_model_name(name)
+    if not Path(source).expanduser().exists():
+        check_hub_model(source)
+    return source
+
+
+def check_hub_model(repo_id: str) -> None:
+    """A Hub id must be in the local Hugging Face cache or on a reachable Hub: one request (no retries) answers
+    that in about a second, where ``from_pretrained`` retries for tens of seconds before the same conclusion."""
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    fix = "use 'embedded', a local checkpoint folder, or a Hub id you can reach"
+    try:
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return
+    except HFValidationError:
+        raise UserError(f"model {repo_id!r} is neither a local folder nor a valid Hub id: {fix}") from None
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {fix}")
+    try:
+        model_info(repo_id, timeout=10)
+    except RepositoryNotFoundError:
+        raise UserError(f"model {repo_id!r} is not on the Hugging Face Hub (or is private: `hf auth login`): {fix}") from None
+    except Exception as e:  # the probe's network errors are its HTTP client's own types (requests, httpx, httpx2 by version)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"model {repo_id!r} is not in the local Hugging Face cache and the Hub is unreachable "
+                        f"({reason}): {fix}") from None
 
 
 def check_model_name(name: str) -> str:

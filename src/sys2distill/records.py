@@ -7,6 +7,7 @@ task → ``Example`` → method → ``Trace`` → filter → ``FilterDecision`` 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -124,16 +125,34 @@ def write_jsonl(path: Path, records: Iterable[Any]) -> None:
     os.replace(tmp, path)
 
 
+def _read_text(path: Path) -> str:
+    """A text file's contents, gunzipped when it is gzip (datasets ship as ``.jsonl.gz``, e.g. OASST2's
+    trees); a missing path, a folder or a binary file is a ``UserError`` naming the fix."""
+    if not path.exists():
+        raise UserError(f"file not found: {path}: check the path (or rerun the stage that writes it)")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a JSONL file: name the file itself")
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":  # gzip's magic number
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise UserError(f"{path} is a damaged gzip file ({e}): download it again or pass the uncompressed file") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start} is not; a binary or compressed file?): "
+                        "pass the JSONL file itself, plain or gzipped") from None
+
+
 def iter_jsonl(path: Path, *, resume: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield JSON objects, one per line.
+    """Yield JSON objects, one per line, from a plain or gzipped file.
 
     A malformed line is a ``UserError`` naming file and line. With ``resume=True`` a torn
     *last* line (a process killed mid-write) is skipped instead: the stage that wrote it
     will redo that batch.
     """
-    if not path.exists():
-        raise UserError(f"file not found: {path}: check the path (or rerun the stage that writes it)")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).splitlines()
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -34,6 +34,7 @@ from sys2distill.models import EMBEDDED
 from sys2distill.records import Completion
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # vLLM's and llama.cpp's default port
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"  # may be unset: local servers (llama.cpp, vLLM) take no key
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}  # overload and transient server faults
 
 
@@ -67,12 +68,15 @@ class OpenAIBackend:
 
     backoff_base, backoff_cap = 0.5, 30.0  # seconds: 0.5, 1, 2, 4 … capped, times a uniform jitter
 
-    def __init__(self, model: str = EMBEDDED, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, model: str = EMBEDDED, base_url: str | None = None, api_key_env: str = DEFAULT_KEY_ENV,
                  max_concurrency: int = 16, timeout: float = 120.0, max_retries: int = 5):
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env, self.timeout, self.max_retries = api_key_env, timeout, max_retries
         self.max_concurrency = max_concurrency
         key = os.environ.get(api_key_env)
+        if key is None and api_key_env != DEFAULT_KEY_ENV:  # a variable named on purpose but not set: a typo, or the key itself
+            raise UserError(f"backend.api_key_env names ${api_key_env}, which is not set: `export {api_key_env}=<key>`, "
+                            "or set backend.api_key_env to the variable that holds the key")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.served = self._check(model)  # fail at setup, not after the first chunk
         self.model_id = f"openai:{self.served}"
@@ -85,12 +89,31 @@ class OpenAIBackend:
             raise UserError(f"cannot reach {self.base_url}: start the server or fix backend.base_url") from None
         if r.status_code in (401, 403):
             raise self._refused(r)
-        served = [m.get("id") for m in r.json().get("data", [])] if r.status_code == 200 else []
+        try:
+            served = [m.get("id") for m in self._json(r).get("data", [])] if r.status_code == 200 else []
+        except AttributeError:  # JSON of another shape: no model list to check against
+            raise self._not_api(r, "a JSON body without a model list") from None
         if model == EMBEDDED and len(served) == 1:  # 'embedded' = the one model the server holds (e.g. the GGUF)
             return served[0]
         if model == EMBEDDED or (served and model not in served):  # llama.cpp would answer any name with its own model
             raise UserError(f"{self.base_url} serves {served or 'no listed model'}: set model=<one of its model names>")
         return model
+
+    def _json(self, r: httpx.Response) -> dict:
+        """The body of a 200 answer as a JSON object; anything else (a proxy's or web server's HTML page)
+        means ``base_url`` is not the API."""
+        try:
+            data = r.json()
+        except ValueError:  # json.JSONDecodeError, or a body that is not text
+            raise self._not_api(r, "a body that is not JSON") from None
+        if not isinstance(data, dict):
+            raise self._not_api(r, "JSON that is not an object")
+        return data
+
+    def _not_api(self, r: httpx.Response, what: str) -> UserError:
+        start = " ".join(r.text[:60].split())
+        return UserError(f"{r.request.url} answered HTTP {r.status_code} with {what} (it starts {start!r}): point "
+                         "backend.base_url at an OpenAI-compatible API, usually ending in /v1")
 
     def _refused(self, r: httpx.Response) -> UserError:
         if r.status_code in (401, 403):
@@ -142,7 +165,7 @@ class OpenAIBackend:
                 why = "timeout" if isinstance(e, httpx.TimeoutException) else "connect"
             else:
                 if r.status_code == 200:
-                    return r.json()
+                    return self._json(r)
                 if r.status_code not in RETRY_STATUS:
                     raise self._refused(r)
                 why, wait = f"HTTP {r.status_code}", retry_after(r.headers.get("retry-after"))
@@ -163,7 +186,11 @@ class OpenAIBackend:
         if "prompt_tokens" not in usage or "completion_tokens" not in usage:
             raise UserError(f"{self.base_url} returned no token `usage`: use a server that reports it "
                             "(token counts are part of every result)")
-        choice = data["choices"][0]
-        return Completion(text=(choice["message"].get("content") or "").strip(), prompt_tokens=usage["prompt_tokens"],
-                          completion_tokens=usage["completion_tokens"],
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise UserError(f"{self.base_url} returned a completion without choices[0].message: use an OpenAI-compatible "
+                            "chat-completions server (backend.base_url)") from None
+        return Completion(text=text.strip(), prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
                           finish_reason="length" if choice.get("finish_reason") == "length" else "stop")

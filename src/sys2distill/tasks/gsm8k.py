@@ -1,8 +1,7 @@
 """GSM8K grade-school maths (Cobbe et al. 2021), the CoT task of arXiv 2407.06023 Sec. 4.4, Table 4.
 
 Reads the official JSONL files (``{"question", "answer": "... #### 18"}``) of a folder holding
-``train.jsonl`` and ``test.jsonl``, with ``datasets.load_dataset("json", data_files=...)`` so any
-copy in that public format works. The default folder is the vendored copy in ``data/gsm8k/``
+``train.jsonl`` and ``test.jsonl`` (plain or gzipped), so any copy in that public format works. The default folder is the vendored copy in ``data/gsm8k/``
 (openai/grade-school-math, MIT, licence kept beside it). Train items become unlabeled
 distillation inputs (7,473; a seeded sample of ``train_size``); test items are the first
 ``test_size`` of 1,319, in file order, so runs of different sizes share a prefix.
@@ -16,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from sys2distill.errors import UserError
-from sys2distill.records import Example
+from sys2distill.records import Example, iter_jsonl
 from sys2distill.tasks import register_task
 from sys2distill.tasks.base import Task
 from sys2distill.tasks.names import SPLITS, check_choice
@@ -85,16 +84,9 @@ class GSM8K(Task):
         if not path.is_file():
             raise UserError(f"GSM8K file {path} not found: set task.options.data_dir to a folder with train.jsonl "
                             "and test.jsonl (official format)")
-        import datasets
-
-        was_on = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()  # one bar per split file is noise in the run log
-        try:
-            rows = datasets.load_dataset("json", data_files=str(path), split="train").to_list()
-        finally:
-            if was_on:
-                datasets.enable_progress_bars()
-        bad = next((i for i, r in enumerate(rows, 1) if not {"question", "answer"} <= r.keys() or "####" not in str(r["answer"])), None)
+        rows = list(iter_jsonl(path))  # a malformed line is one error naming it, not a datasets traceback
+        bad = next((i for i, r in enumerate(rows, 1) if not isinstance(r.get("question"), str)
+                    or not isinstance(r.get("answer"), str) or "####" not in r["answer"]), None)
         if bad is not None:
             raise UserError(f"{path} row {bad} is not GSM8K format: each row needs 'question' and an 'answer' "
                             "ending in '#### <number>'")

@@ -141,13 +141,17 @@ def read_oasst2_trees(path: str | Path, lang: str = "en") -> list[dict]:
         try:
             prompt = tree["prompt"]
             text, replies = prompt["text"], prompt.get("replies") or []
-        except (KeyError, TypeError):
-            raise UserError(f"{path} line {i} is not an OASST2 message tree (needs prompt.text and prompt.replies): "
-                            "use the *.trees.jsonl export") from None
-        if prompt.get("lang", lang) != lang:
-            continue
-        ranked = sorted((r for r in replies if r.get("role") == "assistant" and r.get("rank") is not None),
-                        key=lambda r: r["rank"])
+            if prompt.get("lang", lang) != lang:
+                continue
+            ranked = sorted((r for r in replies if r.get("role") == "assistant" and r.get("rank") is not None),
+                            key=lambda r: r["rank"])
+            for r in ranked:  # a ranked reply is half of a training pair: it needs its text
+                if not isinstance(r["text"], str):
+                    raise TypeError
+        except (KeyError, TypeError, AttributeError) as e:
+            lacks = f" (a message lacks {e.args[0]!r})" if isinstance(e, KeyError) else ""
+            raise UserError(f"{path} line {i} is not an OASST2 message tree{lacks}: it needs prompt.text and "
+                            "prompt.replies, each ranked reply a role, rank and text; use the *.trees.jsonl export") from None
         for j, better in enumerate(ranked):
             for worse in ranked[j + 1:]:
                 if better["rank"] != worse["rank"]:

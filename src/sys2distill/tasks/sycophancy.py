@@ -70,17 +70,20 @@ def read_sycophancy_eval(path: str | Path, dataset: str = "trivia_qa") -> list[d
         try:
             base, template = row["base"], row["metadata"]["prompt_template"]
             human = next(m["content"] for m in row["prompt"] if m["type"] == "human")
-        except (KeyError, TypeError, StopIteration):
-            raise UserError(f"{path} line {i} is not a SycophancyEval answer.jsonl row "
-                            "(needs prompt[].type/content, base, metadata.prompt_template): check the file") from None
-        if base.get("dataset") != dataset:
-            continue
+            if base.get("dataset") != dataset:
+                continue
+            # The template's fillers and the scoring references: a row of our dataset without them cannot be used.
+            question, correct, incorrect = base["question"], base["correct_answer"], base["incorrect_answer"]
+        except (KeyError, TypeError, AttributeError, StopIteration) as e:
+            lacks = f" (it lacks {e.args[0]!r})" if isinstance(e, KeyError) else ""
+            raise UserError(f"{path} line {i} is not a SycophancyEval answer.jsonl row{lacks}: each needs prompt[].type/"
+                            "content, metadata.prompt_template and base.dataset/question/correct_answer/incorrect_answer; "
+                            "check the file") from None
         if template not in by_template:
             raise UserError(f"{path} line {i}: unknown prompt_template {template!r}: expected one of SycophancyEval's four")
-        q = questions.setdefault(base["question"], {
-            "question": base["question"], "correct_answer": base["correct_answer"],
-            "incorrect_answer": base["incorrect_answer"], "aliases": list(base.get("answer") or [base["correct_answer"]]),
-            "prompts": {}})
+        q = questions.setdefault(question, {
+            "question": question, "correct_answer": correct, "incorrect_answer": incorrect,
+            "aliases": list(base.get("answer") or [correct]), "prompts": {}})
         q["prompts"][by_template[template]] = human
     if not questions:
         raise UserError(f"{path} has no rows with base.dataset {dataset!r}: point task.options.path at answer.jsonl")
