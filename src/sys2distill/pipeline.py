@@ -34,6 +34,7 @@ from sys2distill.generation import load_traces, run_method
 from sys2distill.models import check_model_name
 from sys2distill.records import Example, read_records, write_jsonl
 from sys2distill.registry import lookup
+from sys2distill.runlock import run_lock
 
 STAGES = ("generate", "filter", "train", "evaluate", "report")
 # Config keys each stage's outputs depend on (cumulative: a stage depends on its inputs' keys).
@@ -170,7 +171,10 @@ class Pipeline:
         unknown = [s for s in [*stages, *force] if s not in STAGES]
         if unknown:
             raise UserError(f"unknown stage {unknown[0]!r}: choose from {', '.join(STAGES)}")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.dir):
+            self._run(stages, force)
+
+    def _run(self, stages: tuple[str, ...], force: tuple[str, ...]) -> None:
         (self.dir / "config.yaml").write_text(dump_config(self.cfg))
         if force:
             # Later stages were computed from the forced one's outputs: they go too.
