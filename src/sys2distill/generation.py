@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
@@ -11,22 +13,35 @@ from tqdm.auto import tqdm
 from sys2distill.adaptive import StopRule
 from sys2distill.backends.base import Backend, SamplingParams
 from sys2distill.methods.base import Method
-from sys2distill.records import Example, Trace, append_jsonl, read_records, write_jsonl
+from sys2distill.records import Example, Trace, append_jsonl, from_dict, write_jsonl
+
+TRACE_FIELDS = [f.name for f in dataclasses.fields(Trace)]
+
+
+def _trace(line: bytes) -> Trace | None:
+    """The trace a JSONL line holds; None for anything else (a torn write, damage)."""
+    try:
+        data = json.loads(line)
+        trace = from_dict(Trace, {k: data[k] for k in TRACE_FIELDS})
+    except (ValueError, TypeError, KeyError):  # not JSON (or not UTF-8), or not a trace's fields
+        return None
+    return trace if isinstance(trace.example_id, str) and type(trace.sample) is int else None
 
 
 def load_traces(path: Path) -> dict[str, list[Trace]]:
     """Traces on disk per example: samples 0, 1, … with no gaps.
 
-    A run killed mid-write may leave a torn last line or a sample after a gap; both are
-    dropped (and the file rewritten without them) so a resumed run redoes exactly those
-    samples and never duplicates one.
+    A line that is not a whole trace (the torn last line of a killed run, or damage anywhere), a
+    sample seen before and a sample after a gap are dropped, and the file rewritten without them,
+    so a resumed run redoes exactly those samples and never duplicates one.
     """
     if not path.exists():
         return {}
-    records = read_records(path, Trace, resume=True)
+    raw = path.read_bytes()
+    lines = [line for line in raw.splitlines() if line.strip()]
     by_id: dict[str, dict[int, Trace]] = {}
-    for t in records:
-        by_id.setdefault(t.example_id, {})[t.sample] = t
+    for t in filter(None, map(_trace, lines)):
+        by_id.setdefault(t.example_id, {}).setdefault(t.sample, t)
     prefixes = {}
     for ex_id, samples in by_id.items():
         j = 0
@@ -34,7 +49,7 @@ def load_traces(path: Path) -> dict[str, list[Trace]]:
             j += 1
         prefixes[ex_id] = [samples[i] for i in range(j)]
     kept = sum(len(v) for v in prefixes.values())
-    if kept != len(records) or path.read_bytes()[-1:] not in (b"\n", b""):
+    if kept != len(lines) or raw[-1:] not in (b"\n", b""):
         write_jsonl(path, [t for ts in prefixes.values() for t in ts])
     return prefixes
 
