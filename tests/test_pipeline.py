@@ -161,11 +161,12 @@ def test_config_keys_added_later_keep_old_run_folders_valid(tmp_path, tiny):
     p.run(stages=("generate",))
     marker = p.dir / "generate" / "STAGE.json"
     saved = json.loads(marker.read_text())
-    del saved["config"]["generation"]["adaptive_rule"], saved["config"]["method_options"]  # as an older version wrote it
+    del saved["config"]["generation.top_p"], saved["config"]["method_options"]  # as an older version wrote it
     marker.write_text(json.dumps(saved))
     make(tmp_path, tiny, "distill.methods=[system1]").run(stages=("generate",))  # accepted, nothing redone
-    with pytest.raises(UserError, match="different generation"):
-        make(tmp_path, tiny, "distill.methods=[system1]", "generation.adaptive_rule=exact").run(stages=("generate",))
+    assert json.loads(marker.read_text()) == saved
+    with pytest.raises(UserError, match="different generation.top_p"):
+        make(tmp_path, tiny, "distill.methods=[system1]", "generation.top_p=0.9").run(stages=("generate",))
 
 
 def test_write_granularity_is_not_part_of_a_stage_fingerprint(tmp_path, tiny):
@@ -175,9 +176,15 @@ def test_write_granularity_is_not_part_of_a_stage_fingerprint(tmp_path, tiny):
     p.run(stages=("generate",))
     marker = p.dir / "generate" / "STAGE.json"
     saved = json.loads(marker.read_text())
-    assert "chunk_sequences" not in saved["config"]["generation"]
-    saved["config"]["generation"]["chunk_size"] = 16  # as versions before the rename wrote it
+    assert not [k for k in saved["config"] if "chunk" in k]
+    # As versions before per-key fingerprints wrote it: whole sections, with the write size's old name.
+    dump = p.cfg.model_dump()
+    saved["config"] = {k: dump[k] for k in ("model", "task", "prompts", "method_options")}
+    saved["config"] |= {"backend.dtype": "float32", "distill.methods": ["system1"],
+                        "generation": {**dump["generation"], "chunk_size": 16}}
+    del saved["config"]["generation"]["chunk_sequences"]
     marker.write_text(json.dumps(saved))
     traces = (p.dir / "generate" / "system1.jsonl").read_bytes()
     make(tmp_path, tiny, "distill.methods=[system1]", "generation.chunk_sequences=3").run(stages=("generate",))
     assert (p.dir / "generate" / "system1.jsonl").read_bytes() == traces  # accepted as finished, nothing redone
+    assert json.loads(marker.read_text()) == saved

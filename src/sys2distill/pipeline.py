@@ -6,9 +6,13 @@ train     fine-tune the same model on each dataset    → train/<method>/ (DONE.
 evaluate  System 1, System 2 and distilled on test    → evaluate/*.jsonl, evaluate/scores.json
 report    the paper-style table                       → results.json, results.md
 
-A stage whose outputs exist is skipped; generation resumes mid-way. Each stage records the
-config keys it depends on, so rerunning a finished stage with a changed config is an error
-instead of a silent mix of old and new results.
+Each stage declares the config keys it reads (``STAGE_READS``) and runs seeing only those
+(``configview``); its record, ``<stage>/STAGE.json``, keeps their values and lists the files it
+wrote. A rerun skips a stage whose values and files are unchanged, resumes one that was cut off
+or asked for more of the same work, repairs one whose files were damaged (regenerating only what
+is missing, and recording what in the record's ``repaired``), and refuses one whose values
+changed, with a one-line error, before anything is written. One process at a time holds the run
+folder (``runlock``).
 """
 
 from __future__ import annotations
@@ -19,50 +23,99 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal
 
-from sys2distill import backends, filters, methods, tasks
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sys2distill import backends, filters, manifest, methods, tasks
 from sys2distill.backends.base import Backend, SamplingParams
 from sys2distill.backends.build import build_backend
 from sys2distill.config import DistillSpec, RunConfig, dump_config
+from sys2distill.configview import ConfigView, pick
 from sys2distill.dataset import build_records
 from sys2distill.errors import UserError
 from sys2distill.evaluator import fidelity, kvote, score
 from sys2distill.adaptive import StopRule
 from sys2distill.generation import load_traces, run_method
 from sys2distill.models import check_model_name
+from sys2distill.plot import PLOT_FILE
 from sys2distill.records import Example, read_records, write_jsonl
 from sys2distill.registry import lookup
 from sys2distill.runlock import run_lock
+from sys2distill.trainer import DONE
 
 STAGES = ("generate", "filter", "train", "evaluate", "report")
-# Config keys each stage's outputs depend on (cumulative: a stage depends on its inputs' keys).
-_KEYS = {"generate": ["model", "task", "backend.dtype", "generation", "distill.methods", "prompts", "method_options"]}
-_KEYS["filter"] = _KEYS["generate"] + ["filter", "distill.target"]
-_KEYS["train"] = _KEYS["filter"] + ["train"]
-_KEYS["evaluate"] = _KEYS["train"] + ["evaluate"]
-_KEYS["report"] = _KEYS["evaluate"]
-# Keys inside those sections that never change a stage's outputs (how often generation writes to
-# disk; ``chunk_size`` is its old name, still found in older run folders): left out of fingerprints.
-_OUTPUT_NEUTRAL = (("generation", "chunk_sequences"), ("generation", "chunk_size"))
 
 
-def _pick(cfg: dict, dotted: str):
-    for k in dotted.split("."):
-        cfg = cfg[k]
-    return cfg
+@dataclass(frozen=True)
+class Reads:
+    """The config slice a stage reads, and the run-folder paths it writes.
+
+    ``keys``: its outputs depend on their values; a finished stage made with other values is refused.
+    ``extends``: they set how much of the same work it does (sample j of an input is the same draw
+    whatever the number of samples), so a change resumes the stage to the new amount.
+    ``neutral``: read only for how the work runs (batch sizes, the server, write chunking); never
+    fingerprinted. A stage's fingerprint is its keys and extends plus those of every stage before it.
+    """
+
+    keys: tuple[str, ...]
+    writes: tuple[str, ...]
+    extends: tuple[str, ...] = ()
+    neutral: tuple[str, ...] = ()
 
 
-def _without_neutral(fingerprint: dict) -> dict:
-    out = dict(fingerprint)
-    for section, key in _OUTPUT_NEUTRAL:
-        if isinstance(out.get(section), dict):
-            out[section] = {k: v for k, v in out[section].items() if k != key}
-    return out
+_SAMPLING = ("generation.temperature", "generation.top_p", "generation.max_tokens", "generation.seed")
+_AMOUNT = ("generation.num_samples", "generation.adaptive", "generation.adaptive_min_samples",
+           "generation.adaptive_confidence", "generation.adaptive_rule")
+# Building and prompting a method, and running a backend: only the dtype changes what a model generates.
+_MODEL = ("model", "task", "backend.dtype", "prompts", "method_options")
+_ENGINE = ("backend",)
+STAGE_READS = {
+    "generate": Reads(keys=(*_MODEL, *_SAMPLING), extends=("distill.methods", *_AMOUNT),
+                      neutral=(*_ENGINE, "generation.chunk_sequences"), writes=("generate", "data/train.jsonl")),
+    "filter": Reads(keys=(*_MODEL, "distill.methods", "distill.target", "filter", *_AMOUNT), neutral=_ENGINE,
+                    writes=("filter", "distill")),
+    # on_empty decides whether an entry the filter left empty stops the run or is skipped: no model changes.
+    "train": Reads(keys=("model", "distill.methods", "train"), neutral=("distill.on_empty",), writes=("train",)),
+    "evaluate": Reads(keys=(*_MODEL, "distill.methods", "evaluate", *_SAMPLING, "generation.num_samples"),
+                      neutral=(*_ENGINE, "generation.chunk_sequences"), writes=("evaluate", "data/test.jsonl")),
+    # The report copies the whole config into results.json; every value that changes a number is in an
+    # earlier stage's fingerprint, which the report's includes.
+    "report": Reads(keys=("model", "task", "distill.methods"), neutral=tuple(RunConfig.model_fields),
+                    writes=("results.json", "results.md", PLOT_FILE)),
+}
+# Adaptive stopping on the majority filter's decision reads the filter's settings (StopRule).
+_STOP_ON_FILTER = ("filter.name", "filter.enabled", "filter.min_agreement")
+
+
+def stage_reads(stage: str, cfg: RunConfig) -> Reads:
+    """``STAGE_READS[stage]``, with the filter keys generation reads when it stops on the filter's decision."""
+    reads = STAGE_READS[stage]
+    g = cfg.generation
+    if stage == "generate" and g.adaptive and g.adaptive_rule in ("exact", "predictive"):
+        reads = replace(reads, extends=reads.extends + _STOP_ON_FILTER)
+    return reads
 
 
 _ABSENT = object()
+
+
+def _saved(config: dict, dotted: str):
+    """The value a stage record holds for ``a.b.c``: a key of its own, or inside a whole section that an
+    older version recorded (``generation`` rather than ``generation.temperature``)."""
+    if dotted in config:
+        return config[dotted]
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        section = config.get(".".join(parts[:i]), _ABSENT)
+        if isinstance(section, dict):
+            try:
+                return pick(section, ".".join(parts[i:]))
+            except (KeyError, TypeError):
+                return _ABSENT
+    return _ABSENT
 
 
 def _same(saved, new, default) -> bool:
@@ -78,6 +131,64 @@ def _same(saved, new, default) -> bool:
     return saved == new
 
 
+@dataclass
+class _Plan:
+    """What a rerun does with one stage: skip it, or run it (resuming from what is on disk), first setting
+    aside the ``damaged`` files of a finished one; ``repaired`` carries what an interrupted repair recorded."""
+
+    run: bool
+    damaged: dict[str, str] = field(default_factory=dict)
+    repaired: dict[str, dict] = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> dict | None:
+    """A JSON object file's contents; None when it is missing or is not one (damaged)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class _Repair(BaseModel):
+    """What a repair did to one damaged file (``repaired`` in a stage record)."""
+
+    model_config = ConfigDict(extra="forbid")
+    problem: Literal["missing", "changed"]
+    samples_kept: int | None = None  # a trace file: intact samples kept ...
+    samples_regenerated: int | None = None  # ... and samples drawn again once the stage ran
+    remade: bool | None = None  # any other file: deleted and made again
+
+
+class _StageRecord(BaseModel):
+    """The shape of ``<stage>/STAGE.json``; a record not of this shape is damaged."""
+
+    model_config = ConfigDict(extra="allow")  # timings and the like
+    config: dict[str, Any]
+    done: bool = False
+    files: dict[str, tuple[int, int, str]] = {}  # name → size, mtime_ns, sha256 (manifest.record)
+    repaired: dict[str, _Repair] = {}
+
+
+def _stage_record(path: Path) -> dict | None:
+    """A stage record's contents; None when it is missing or damaged."""
+    saved = _read_json(path)
+    try:
+        _StageRecord.model_validate(saved)
+    except ValidationError:
+        return None
+    return saved
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write + rename under a per-process name: readers never see half a file, and every rank of
+    ``torchrun -m sys2distill train`` may write the same record at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def distilled_label(method_label: str) -> str:
     return "Distill System 1" if method_label == "System 1" else f"Distilled {method_label}"
 
@@ -86,7 +197,8 @@ class Pipeline:
     """One run: a config, a run folder, and the objects built from them on demand."""
 
     def __init__(self, cfg: RunConfig, backend: Backend | None = None, loaded_base=None):
-        self.cfg = cfg
+        self._cfg = cfg
+        self._view: ConfigView | None = None  # the running stage's slice of the config
         self.dir = cfg.path
         # Fail fast: every name in the config is checked before any work starts.
         task_cls = lookup(tasks.REGISTRY, cfg.task.name, "task")
@@ -99,12 +211,24 @@ class Pipeline:
             check_model_name(cfg.model)
         t = cfg.task
         try:
-            self.task = task_cls(train_size=t.train_size, test_size=t.test_size, seed=t.seed, source=t.source, **t.options)
+            self._task = task_cls(train_size=t.train_size, test_size=t.test_size, seed=t.seed, source=t.source, **t.options)
         except TypeError as e:
             raise UserError(f"bad task.options for {t.name!r}: {e}".replace("__init__() ", "")) from None
         self._backend = backend
         self._loaded_base = loaded_base  # (model, tokenizer) for tests that build a tiny model in-process
         self.timings: dict[str, dict] = {}
+
+    @property
+    def cfg(self) -> RunConfig:
+        """The run's config; while a stage runs, that stage's view of it (its declared keys only)."""
+        return self._view if self._view is not None else self._cfg  # type: ignore[return-value]
+
+    @property
+    def task(self):
+        """The task built from the ``task`` section: a stage may use it only if it declares that section."""
+        if self._view is not None:
+            self._view.task  # noqa: B018 -- raises UndeclaredConfigKey for a stage that does not declare it
+        return self._task
 
     # -- shared pieces ---------------------------------------------------------------------
     def method(self, name: str):
@@ -116,15 +240,34 @@ class Pipeline:
         return self._backend
 
     def examples(self, split: str) -> list[Example]:
-        """The split's examples, frozen in the run folder the first time they are made."""
+        """The split's examples, frozen in the run folder the first time they are made.
+
+        ``data/TASK.json`` records the task config and each frozen file's sha256. Traces, decisions and
+        scores are keyed by example id, so a frozen file that is damaged or gone (or not recorded) is
+        rebuilt from the task and used only if it is byte-identical to the one recorded (or on disk).
+        """
         path, marker = self.dir / "data" / f"{split}.jsonl", self.dir / "data" / "TASK.json"
         task = self.cfg.task.model_dump()
-        if marker.exists() and json.loads(marker.read_text()) != task:
+        saved = _read_json(marker)  # None when missing or unreadable: the data are then checked against the task
+        if saved is not None and "sha256" not in saved:
+            saved = {"task": saved, "sha256": {}}  # written before the digests: the task config alone
+        if saved is not None and not isinstance(saved["sha256"], dict):
+            saved = None  # damaged
+        if saved is not None and saved.get("task") != task:
             raise UserError(f"run folder {self.dir} holds data made with a different task config: "
                             "pass --force generate to start over, or set name=<new run name>")
-        if not path.exists():
-            write_jsonl(path, self.task.load(split))
-            marker.write_text(json.dumps(task))
+        digests = dict(saved["sha256"]) if saved else {}
+        if not (path.is_file() and manifest.sha256(path) == digests.get(split)):
+            tmp = path.with_name(path.name + ".tmp")
+            write_jsonl(tmp, self.task.load(split))
+            reference = digests.get(split) or (manifest.sha256(path) if path.is_file() else None)
+            if reference is not None and manifest.sha256(tmp) != reference:
+                tmp.unlink()
+                raise UserError(f"{path} is damaged or gone, and the task now builds different {split} data (did its "
+                                "source change?): restore the file, or pass --force generate to start over")
+            os.replace(tmp, path)
+            digests[split] = manifest.sha256(path)
+            _write_atomic(marker, json.dumps({"task": task, "sha256": digests}))
         return read_records(path, Example)
 
     def sampling(self) -> SamplingParams:
@@ -132,39 +275,109 @@ class Pipeline:
         return SamplingParams(n=g.num_samples, temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens, seed=g.seed)
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _fingerprint(self, stage: str, cfg: RunConfig | None = None) -> dict:
-        cfg = (cfg or self.cfg).model_dump()
-        return _without_neutral({k: _pick(cfg, k) for k in _KEYS[stage]})
+    def view(self, stage: str) -> ConfigView:
+        """The config as ``stage`` sees it while it runs: the keys it declares, nothing else."""
+        r = stage_reads(stage, self._cfg)
+        return ConfigView(self._cfg, frozenset((*r.keys, *r.extends, *r.neutral)), f"'{stage}' stage")
+
+    def _fingerprint(self, stage: str) -> dict:
+        """The values of the keys ``stage``'s outputs depend on: its own, and those of every stage before it."""
+        dump = self._cfg.model_dump()
+        keys = [k for s in STAGES[: STAGES.index(stage) + 1] for r in [stage_reads(s, self._cfg)] for k in (*r.keys, *r.extends)]
+        return {k: pick(dump, k) for k in dict.fromkeys(keys)}
 
     def _marker(self, stage: str) -> Path:
         return self.dir / stage / "STAGE.json"
 
-    def _done(self, stage: str) -> bool:
-        """Whether ``stage`` finished; a stage started or finished under other config values is an error.
-
-        The marker is written when a stage *starts*, so a half-done stage (e.g. generation
-        killed mid-way) is never resumed with different settings either.
-        """
-        marker = self._marker(stage)
-        if not marker.exists():
-            return False
-        saved = json.loads(marker.read_text())
-        new, default = self._fingerprint(stage), self._fingerprint(stage, RunConfig())
-        saved_config = _without_neutral(saved["config"])
-        changed = [k for k in new if not _same(saved_config.get(k, _ABSENT), new[k], default[k])]
-        if changed:
-            state = "finished" if saved.get("done") else "started"
-            raise UserError(f"run folder {self.dir} has a {state} '{stage}' stage made with different "
-                            f"{', '.join(changed)}: pass --force {stage} to redo it, or set name=<new run name>")
-        return bool(saved.get("done"))
+    def _outputs(self, stage: str) -> list[str]:
+        return manifest.files_under(self.dir, STAGE_READS[stage].writes, skip=(f"{stage}/STAGE.json",))
 
     def _write_marker(self, stage: str, **extra) -> None:
-        marker = self._marker(stage)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        # Write + rename under a per-process name: every rank of `torchrun -m sys2distill train` writes it at once.
-        tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"config": self._fingerprint(stage), **extra}, indent=1))
-        os.replace(tmp, marker)
+        _write_atomic(self._marker(stage), json.dumps({"config": self._fingerprint(stage), **extra}, indent=1))
+
+    def _plan(self, stage: str) -> _Plan:
+        """What a rerun does with ``stage``, from its record; a rerun that would mix values is a ``UserError``.
+
+        The record is written when a stage starts, so a stage cut off mid-way is resumed, and never
+        with other values once it has written something (with nothing written, as after a failed
+        start, it starts again with the new ones). A finished stage is skipped while its values and
+        files are unchanged; it resumes when only ``extends`` keys changed, and is repaired when a
+        file it wrote is damaged or gone. A damaged or deleted record is an error unless a later
+        stage's record shows the outputs were made with the current values.
+        """
+        marker, outputs = self._marker(stage), self._outputs(stage)
+        saved = _stage_record(marker)
+        new, default = self._fingerprint(stage), RunConfig().model_dump()
+        if saved is None:
+            # A lost record: a later stage's record holds this stage's values too (fingerprints are
+            # cumulative); if they are the current ones, the outputs are resumed like a cut-off stage's.
+            later = next(filter(None, map(_stage_record, map(self._marker, STAGES[STAGES.index(stage) + 1:]))), None)
+            if not outputs or (later is not None and all(
+                    _same(_saved(later["config"], k), v, pick(default, k)) for k, v in new.items())):
+                return _Plan(run=True)
+            raise UserError(f"{marker} is {'damaged' if marker.exists() else 'missing'}, so the values {stage}'s outputs "
+                            f"were made with are unknown: restore it, or pass --force {stage} to redo the stage")
+        changed = [k for k in new if not _same(_saved(saved["config"], k), new[k], pick(default, k))]
+        refused = [k for k in changed if k not in stage_reads(stage, self._cfg).extends]
+        done = saved.get("done") is True
+        if refused and (done or outputs):
+            raise UserError(f"run folder {self.dir} has a {'finished' if done else 'started'} '{stage}' stage made with "
+                            f"different {', '.join(refused)}: pass --force {stage} to redo it, or set name=<new run name>")
+        if refused:
+            return _Plan(run=True)
+        repaired = saved.get("repaired") or {}
+        if not done:
+            return _Plan(run=True, repaired=repaired)
+        damaged, current = manifest.damage(self.dir, saved.get("files") or {})  # older records list no files: trusted
+        if damaged or changed:
+            return _Plan(run=True, damaged=damaged, repaired=repaired)
+        if current != saved.get("files", {}):  # intact, with new times (a copied folder): hash them once only
+            _write_atomic(marker, json.dumps({**saved, "files": current}, indent=1))
+        return _Plan(run=False)
+
+    def _set_aside(self, damaged: dict[str, str]) -> dict[str, dict]:
+        """Prepare a finished stage's damaged files for its rerun; returns what was done, per file.
+
+        A trace file (``run_method``'s JSONL under generate/ or evaluate/) keeps its intact samples,
+        and the stage draws only the missing ones again (sample j is seeded alone: the same draw).
+        Any other file is deleted and remade; a checkpoint folder is whole or absent, so its
+        ``DONE.json`` goes too and the model is trained again.
+        """
+        done = {}
+        for name, problem in damaged.items():
+            path = self.dir / name
+            if name.endswith(".jsonl") and name.count("/") == 1 and name.split("/")[0] in ("generate", "evaluate"):
+                kept = sum(map(len, load_traces(path).values()))  # drops what is not an intact sample, rewrites the file
+                if kept == 0:
+                    path.unlink(missing_ok=True)  # nothing of it was a trace: remade like any other file
+                done[name] = {"problem": problem, "samples_kept": kept}
+            else:
+                path.unlink(missing_ok=True)
+                (path.parent / DONE).unlink(missing_ok=True)
+                done[name] = {"problem": problem, "remade": True}
+        return done
+
+    def _count_regenerated(self, repaired: dict[str, dict]) -> None:
+        """Complete a repair record once its stage has run: how many samples each trace file drew again."""
+        for name, entry in repaired.items():
+            if "samples_kept" in entry:
+                path = self.dir / name
+                total = sum(map(len, load_traces(path).values())) if path.exists() else 0
+                entry["samples_regenerated"] = total - entry["samples_kept"]
+
+    def _clear(self, stages: tuple[str, ...]) -> None:
+        """Delete what ``stages`` wrote, their records included (``--force``). The frozen data go only with
+        ``generate``: every stage after it keys its records by their example ids."""
+        for stage in stages:
+            shutil.rmtree(self.dir / stage, ignore_errors=True)
+            for rel in STAGE_READS[stage].writes:
+                path = self.dir / rel
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif not rel.startswith("data/"):
+                    path.unlink(missing_ok=True)
+        if "generate" in stages:
+            shutil.rmtree(self.dir / "data", ignore_errors=True)
 
     def run(self, stages: tuple[str, ...] = STAGES, force: tuple[str, ...] = ()) -> None:
         """Run ``stages`` in pipeline order, skipping finished ones; ``force`` redoes a stage and all after it."""
@@ -175,24 +388,37 @@ class Pipeline:
             self._run(stages, force)
 
     def _run(self, stages: tuple[str, ...], force: tuple[str, ...]) -> None:
-        (self.dir / "config.yaml").write_text(dump_config(self.cfg))
-        if force:
-            # Later stages were computed from the forced one's outputs: they go too.
-            first = min(STAGES.index(s) for s in force)
-            for stage in STAGES[first:]:
-                shutil.rmtree(self.dir / stage, ignore_errors=True)
-            if first == 0:
-                shutil.rmtree(self.dir / "data", ignore_errors=True)
-            for f in ("results.json", "results.md"):
-                (self.dir / f).unlink(missing_ok=True)
-        for stage in STAGES:
-            if stage in stages and not self._done(stage):
-                self._write_marker(stage, done=False)
-                start = time.perf_counter()
-                getattr(self, f"stage_{stage}")()
-                peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
-                self.timings[stage] = {"seconds": round(time.perf_counter() - start, 1), "peak_rss_gib": round(peak_gib, 2)}
-                self._write_marker(stage, done=True, **self.timings[stage])
+        first_forced = min((STAGES.index(s) for s in force), default=len(STAGES))
+        # Every stage is decided before anything is written: a refused rerun leaves the run folder, its
+        # config.yaml included, as it was. Forced stages, and those after them (computed from their
+        # outputs), start afresh.
+        plans = {s: self._plan(s) if i < first_forced else _Plan(run=True) for i, s in enumerate(STAGES) if s in stages}
+        self._clear(STAGES[first_forced:])
+        ran = False
+        for stage, plan in plans.items():
+            if plan.run:
+                if not ran:  # config.yaml: the config of the last run that ran a stage
+                    _write_atomic(self.dir / "config.yaml", dump_config(self._cfg))
+                    ran = True
+                self._execute(stage, plan)
+
+    def _execute(self, stage: str, plan: _Plan) -> None:
+        # Damaged files are set aside before the record says "started", so a run killed in between
+        # finds them damaged again and sets them aside again.
+        repaired = {**plan.repaired, **self._set_aside(plan.damaged)}
+        extra = {"repaired": repaired} if repaired else {}
+        self._write_marker(stage, done=False, **extra)
+        start = time.perf_counter()
+        self._view = self.view(stage)
+        try:
+            getattr(self, f"stage_{stage}")()
+        finally:
+            self._view = None
+        self._count_regenerated(repaired)
+        peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+        self.timings[stage] = {"seconds": round(time.perf_counter() - start, 1), "peak_rss_gib": round(peak_gib, 2)}
+        self._write_marker(stage, done=True, **self.timings[stage], files=manifest.record(self.dir, self._outputs(stage)),
+                           **extra)
 
     # -- stages ----------------------------------------------------------------------------
     def num_samples(self, method: str) -> int:
