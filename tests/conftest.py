@@ -20,27 +20,29 @@ def embedded_tokenizer():
     return tokenizer
 
 
-@pytest.fixture
-def tiny_model():
-    """Factory: ``tiny_model(tokenizer, seed=0, **config)`` → a fresh random 2-layer Llama, on the
-    device named by ``SYS2DISTILL_TEST_DEVICE`` (default ``cpu``; e.g. ``cuda`` on a GPU machine)."""
+def build_tiny_model(tokenizer, seed: int = 0, **overrides):
+    """A fresh random 2-layer Llama on ``tokenizer``'s vocabulary, on the device named by
+    ``SYS2DISTILL_TEST_DEVICE`` (default ``cpu``; e.g. ``cuda`` on a GPU machine)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    def make(tokenizer, seed: int = 0, **overrides):
-        config = dict(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            vocab_size=len(tokenizer),
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
-        return model.to(os.environ.get("SYS2DISTILL_TEST_DEVICE", "cpu"))
+    config = dict(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(**{**config, **overrides})).eval()
+    return model.to(os.environ.get("SYS2DISTILL_TEST_DEVICE", "cpu"))
 
-    return make
+
+@pytest.fixture
+def tiny_model():
+    """Factory: ``tiny_model(tokenizer, seed=0, **config)`` → ``build_tiny_model``."""
+    return build_tiny_model

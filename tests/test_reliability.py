@@ -218,3 +218,207 @@ def test_lock_one_writer_and_stale_lock_taken_over(tmp_path):
         holder.wait()
     with run_lock(tmp_path):  # the dead process's lock is taken over
         assert (tmp_path / LOCK_FILE).read_text().split()[0] == str(os.getpid())
+
+
+# -- rows about the run folder: the tiny in-process model of test_pipeline -----------------------------------
+
+from test_pipeline import make, tiny  # noqa: E402,F401  (tiny: the fixture)
+
+from sys2distill.records import Trace, read_records  # noqa: E402
+
+
+def test_row_6_damaged_trace_file_of_a_finished_stage_is_repaired(tmp_path, tiny):
+    p = make(tmp_path, tiny, "distill.methods=[system1,rar_2step]")
+    p.run(stages=("generate",))
+    path, other = p.dir / "generate" / "rar_2step.jsonl", p.dir / "generate" / "system1.jsonl"
+    lines, untouched = path.read_text().splitlines(keepends=True), other.read_bytes()
+    path.write_text("".join(lines[:-1]))  # lost its last line
+    make(tmp_path, tiny, "distill.methods=[system1,rar_2step]").run(stages=("generate", "filter"))
+    assert sorted(path.read_text().splitlines(keepends=True)) == sorted(lines)  # the same sample, drawn again
+    assert other.read_bytes() == untouched  # the other method's traces are not touched
+    record = json.loads((p.dir / "generate" / "STAGE.json").read_text())
+    assert record["done"] and record["repaired"] == {
+        "generate/rar_2step.jsonl": {"problem": "changed", "samples_kept": len(lines) - 1, "samples_regenerated": 1}}
+    assert (p.dir / "filter" / "STAGE.json").exists()
+    # A line overwritten with garbage and another duplicated: the intact samples are kept (a sample after a
+    # lost one too, unless it would leave a gap), the rest drawn again.
+    text = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([*text[:4], "{garbage\n", text[3], *text[5:]]))
+    make(tmp_path, tiny, "distill.methods=[system1,rar_2step]").run(stages=("generate",))
+    assert sorted(path.read_text().splitlines(keepends=True)) == sorted(lines)
+    entry = json.loads((p.dir / "generate" / "STAGE.json").read_text())["repaired"]["generate/rar_2step.jsonl"]
+    assert entry["samples_regenerated"] >= 1 and entry["samples_kept"] + entry["samples_regenerated"] == len(lines)
+
+
+def test_row_7_refused_rerun_leaves_config_yaml_and_records_as_they_were(tmp_path, tiny):
+    p = make(tmp_path, tiny, "distill.methods=[system1]")
+    p.run(stages=("generate", "filter"))
+    before = {f: f.read_bytes() for f in [p.dir / "config.yaml", *p.dir.glob("*/STAGE.json")]}
+    with pytest.raises(UserError) as e:
+        make(tmp_path, tiny, "distill.methods=[system1]", "generation.temperature=0.5").run()
+    one_line(e, "finished 'generate' stage made with different generation.temperature: pass --force generate")
+    assert {f: f.read_bytes() for f in before} == before
+    assert "temperature: 0.0" in (p.dir / "config.yaml").read_text()
+    assert json.loads((p.dir / "generate" / "STAGE.json").read_text())["config"]["generation.temperature"] == 0.0
+    # A later stage's refusal is decided before an earlier stage runs, so nothing is written either.
+    with pytest.raises(UserError, match="'filter' stage made with different filter"):
+        make(tmp_path, tiny, "distill.methods=[system1]", "filter.min_agreement=0.9").run(stages=("generate", "filter"))
+    assert {f: f.read_bytes() for f in before} == before
+
+
+def test_row_8_second_process_on_a_run_folder(tmp_path, tiny):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError) as e:
+            make(tmp_path, tiny, "distill.methods=[system1]").run()
+        one_line(e, f"is in use by another sys2distill run (pid {holder.pid} on ")
+        assert sorted(f.name for f in (tmp_path / "run").iterdir()) == [".lock"]  # the second process wrote nothing
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_row_10_adaptive_stop_on_the_filter_resumes_when_the_filter_changes(tmp_path, tiny):
+    args = ["distill.methods=[system1]", "generation.num_samples=4", "generation.adaptive=true",
+            "generation.adaptive_min_samples=2", "generation.adaptive_rule=exact"]
+    p = make(tmp_path, tiny, *args, "filter.min_agreement=0.5")
+    p.run(stages=("generate",))
+    path = p.dir / "generate" / "system1.jsonl"
+    first = path.read_text().splitlines()
+    assert len(first) == 6 * 3  # greedy samples agree: 3 of 4 settle the majority filter at 0.5
+    assert json.loads((p.dir / "generate" / "STAGE.json").read_text())["config"]["filter.min_agreement"] == 0.5
+    make(tmp_path, tiny, *args, "filter.min_agreement=1.0").run(stages=("generate", "filter"))
+    now = path.read_text().splitlines()
+    assert now[:len(first)] == first and len(now) == 6 * 4  # the drawn samples kept; the 4th drawn, as 1.0 needs
+    decisions = json.loads((p.dir / "filter" / "STAGE.json").read_text())
+    assert decisions["done"] and decisions["config"]["filter.min_agreement"] == 1.0
+
+
+def test_row_13_failed_start_then_fixed_input_starts_again(tmp_path, tiny):
+    data = tmp_path / "gsm8k"
+    data.mkdir()
+    row = json.dumps({"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"})
+    for split in ("train", "test"):
+        (data / f"{split}.jsonl").write_text(f"{row}\n" * 4)
+    args = ["task.name=gsm8k", "task.train_size=3", "task.test_size=2", "distill.methods=[system1]"]
+    with pytest.raises(UserError, match="set task.options.data_dir"):
+        make(tmp_path, tiny, *args, f"task.options={{data_dir: {tmp_path}/nowhere}}").run(stages=("generate",))
+    p = make(tmp_path, tiny, *args, f"task.options={{data_dir: {data}}}")
+    p.run(stages=("generate",))  # nothing was computed under the old path: no refusal
+    assert len(read_records(p.dir / "generate" / "system1.jsonl", Trace)) == 3 * 2
+    assert json.loads((p.dir / "generate" / "STAGE.json").read_text())["config"]["task"]["options"] == {"data_dir": str(data)}
+
+
+def test_a_stage_sees_only_the_config_it_declares(tmp_path, tiny, monkeypatch):
+    from sys2distill import pipeline
+    from sys2distill.configview import UndeclaredConfigKey
+
+    p = make(tmp_path, tiny, "distill.methods=[system1]", "generation.adaptive=true", "generation.adaptive_rule=exact")
+    view = p.view("generate")
+    assert view.filter.min_agreement == 0.5 and view.generation.temperature == 0.0  # declared (the filter keys: adaptive)
+    with pytest.raises(UndeclaredConfigKey, match="'generate' stage read config key 'train'"):
+        view.train  # noqa: B018
+    with pytest.raises(UndeclaredConfigKey, match="'filter.options'"):
+        view.filter.options  # noqa: B018
+    assert [s.method for s in view.distill.specs] == ["system1"]  # a property computed from declared keys
+    # Without the adaptive rule the filter is not read, and not part of generate's fingerprint.
+    plain = make(tmp_path, tiny, "distill.methods=[system1]")
+    with pytest.raises(UndeclaredConfigKey):
+        plain.view("generate").filter  # noqa: B018
+    assert not [k for k in plain._fingerprint("generate") if k.startswith("filter")]
+    # A stage that reads a key it does not declare fails when it runs (here the trainer's settings).
+    monkeypatch.setitem(pipeline.STAGE_READS, "train", pipeline.Reads(keys=("model", "distill.methods"), writes=("train",),
+                                                                       neutral=("distill.on_empty",)))
+    plain.run(stages=("generate", "filter"))
+    with pytest.raises(UndeclaredConfigKey, match="'train' stage read config key 'train'"):
+        plain.run(stages=("train",))
+
+
+# -- random damage to a finished run folder ------------------------------------------------------------------
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sys2distill.pipeline import Pipeline  # noqa: E402
+from sys2distill.tasks.last_letter import LastLetter  # noqa: E402
+
+SMALL_RUN = ["task.name=last_letter", "task.train_size=4", "task.test_size=3", "generation.num_samples=2",
+             "generation.temperature=0", "generation.max_tokens=5", "generation.chunk_sequences=8",
+             "distill.methods=[system1,rar_2step]", "train.max_steps=1", "train.batch_size=4",
+             "evaluate.systems=[system1,rar_2step]", "evaluate.max_tokens=5", "evaluate.fidelity_samples=0",
+             "backend.batch_size=8"]
+DAMAGE = ("truncate", "garbage", "duplicate", "delete")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, embedded_tokenizer):
+    """A finished tiny run, made once for the module: (its folder, the in-process base model)."""
+    from conftest import build_tiny_model
+
+    with pytest.MonkeyPatch.context() as mp:
+        # As in test_pipeline: any last word is an answer, so the filter keeps inputs and training has data.
+        mp.setattr(LastLetter, "extract_answer", lambda self, text: text.split()[-1] if text.split() else "empty")
+        base = (build_tiny_model(embedded_tokenizer), embedded_tokenizer)
+        root = tmp_path_factory.mktemp("finished")
+        Pipeline(load_config(None, [*SMALL_RUN, f"run_dir={root}/{{name}}"]), loaded_base=base).run()
+        yield root / "run", base
+
+
+def _damage(path: Path, kind: str, draw) -> None:
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True) or [b""]
+    if kind == "delete":
+        path.unlink()
+    elif kind == "truncate":
+        path.write_bytes(data[:draw(st.integers(0, max(len(data) - 1, 0)))])
+    elif kind == "garbage":
+        at, junk = draw(st.integers(0, len(lines))), draw(st.binary(min_size=1, max_size=40)).replace(b"\n", b"") + b"\n"
+        path.write_bytes(b"".join([*lines[:at], junk, *lines[at:]]))
+    else:
+        at = draw(st.integers(0, len(lines) - 1))
+        path.write_bytes(b"".join([*lines[:at + 1], *lines[at:]]))
+
+
+def _results(run: Path) -> dict:
+    """What a run computed: the scores, the filter's yield, and every record (traces as multisets: a
+    repaired trace file holds the same lines, regrouped)."""
+    results = json.loads((run / "results.json").read_text())
+    out = {"scores": results["scores"], "filter": {k: {kk: vv for kk, vv in v.items() if kk != "train"}
+                                                     for k, v in results["filter"].items()}}
+    for f in sorted(run.glob("*/*.jsonl")):
+        out[f.relative_to(run).as_posix()] = sorted(f.read_text().splitlines())
+    return out
+
+
+def _snapshot(run: Path) -> dict:
+    return {f: f.read_bytes() for f in sorted(run.rglob("*")) if f.is_file() and f.name != ".lock"}
+
+
+@settings(max_examples=12, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_damage_to_a_finished_run(finished, data):
+    """Truncation, garbage lines, duplicated lines and deleted files, one or two at a time, anywhere in a
+    finished run folder: a rerun either completes with the same results or stops with one line,
+    having written nothing."""
+    src, base = finished
+    files = sorted(f.relative_to(src).as_posix() for f in src.rglob("*") if f.is_file())
+    targets = data.draw(st.lists(st.sampled_from(files), min_size=1, max_size=2, unique=True), label="damaged")
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LastLetter, "extract_answer", lambda self, text: text.split()[-1] if text.split() else "empty")
+        run = Path(tmp) / "run"
+        shutil.copytree(src, run)
+        for name in targets:
+            _damage(run / name, data.draw(st.sampled_from(DAMAGE), label=name), data.draw)
+        before = _snapshot(run)
+        try:
+            Pipeline(load_config(None, [*SMALL_RUN, f"run_dir={tmp}/{{name}}"]), loaded_base=base).run()
+        except UserError as e:
+            assert "\n" not in str(e) and _snapshot(run) == before
+            return
+        assert _results(run) == _results(src)
