@@ -250,6 +250,22 @@ def test_row_6_damaged_trace_file_of_a_finished_stage_is_repaired(tmp_path, tiny
     assert entry["samples_regenerated"] >= 1 and entry["samples_kept"] + entry["samples_regenerated"] == len(lines)
 
 
+def test_lost_stage_record_is_recovered_from_a_later_one(tmp_path, tiny):
+    p = make(tmp_path, tiny, "distill.methods=[system1]")
+    p.run(stages=("generate", "filter"))
+    traces = (p.dir / "generate" / "system1.jsonl").read_bytes()
+    (p.dir / "generate" / "STAGE.json").unlink()
+    make(tmp_path, tiny, "distill.methods=[system1]").run(stages=("generate",))  # filter's record holds generate's values
+    assert (p.dir / "generate" / "system1.jsonl").read_bytes() == traces
+    assert json.loads((p.dir / "generate" / "STAGE.json").read_text())["done"]
+    # No later record to vouch for them, or other values in it: unknown values, one line.
+    (p.dir / "filter" / "STAGE.json").write_text('{"config": {"model"')
+    with pytest.raises(UserError) as e:
+        make(tmp_path, tiny, "distill.methods=[system1]").run(stages=("filter",))
+    one_line(e, "filter/STAGE.json is damaged, so the values filter's outputs were made with are unknown",
+             "pass --force filter")
+
+
 def test_row_7_refused_rerun_leaves_config_yaml_and_records_as_they_were(tmp_path, tiny):
     p = make(tmp_path, tiny, "distill.methods=[system1]")
     p.run(stages=("generate", "filter"))

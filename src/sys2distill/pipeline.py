@@ -346,12 +346,11 @@ class Pipeline:
         done = {}
         for name, problem in damaged.items():
             path = self.dir / name
-            if name.endswith(".jsonl") and name.count("/") == 1 and name.split("/")[0] in ("generate", "evaluate"):
-                kept = sum(map(len, load_traces(path).values()))  # drops what is not an intact sample, rewrites the file
-                if kept == 0:
-                    path.unlink(missing_ok=True)  # nothing of it was a trace: remade like any other file
+            traces = name.endswith(".jsonl") and name.count("/") == 1 and name.split("/")[0] in ("generate", "evaluate")
+            kept = sum(map(len, load_traces(path).values())) if traces else 0  # rewrites the file with its intact samples
+            if kept:
                 done[name] = {"problem": problem, "samples_kept": kept}
-            else:
+            else:  # not a trace file (evaluate's rows), or nothing of it left: remade whole
                 path.unlink(missing_ok=True)
                 (path.parent / DONE).unlink(missing_ok=True)
                 done[name] = {"problem": problem, "remade": True}
@@ -360,10 +359,10 @@ class Pipeline:
     def _count_regenerated(self, repaired: dict[str, dict]) -> None:
         """Complete a repair record once its stage has run: how many samples each trace file drew again."""
         for name, entry in repaired.items():
-            if "samples_kept" in entry:
-                path = self.dir / name
-                total = sum(map(len, load_traces(path).values())) if path.exists() else 0
-                entry["samples_regenerated"] = total - entry["samples_kept"]
+            path = self.dir / name
+            if "samples_kept" in entry and path.exists():  # the stage appended to its intact samples, one per line
+                lines = sum(1 for line in path.read_bytes().splitlines() if line.strip())
+                entry["samples_regenerated"] = lines - entry["samples_kept"]
 
     def _clear(self, stages: tuple[str, ...]) -> None:
         """Delete what ``stages`` wrote, their records included (``--force``). The frozen data go only with
