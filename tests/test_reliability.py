@@ -181,6 +181,18 @@ def test_row_12_unreachable_hub_model_fails_in_seconds(monkeypatch):
     one_line(e, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
 
 
+@pytest.mark.parametrize("args, message", [
+    (["run", "{tmp}/bad.yaml"], "(while parsing a flow mapping at line 2, column 7): fix it there"),
+    (["run", "configs/rar_last_letter.yaml", "backend.api_key_env=hf_Ab3dE9fGh2JkL7mNp4QrS8tUv1WxY6z0"], "not the key itself"),
+])
+def test_cli_prints_one_line_exit_2_and_no_secret(tmp_path, args, message):
+    (tmp_path / "bad.yaml").write_text("name: x\ntask: {a\n")
+    r = subprocess.run([sys.executable, "-m", "sys2distill", *[a.format(tmp=tmp_path) for a in args]], capture_output=True,
+                       text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "hf_Ab3dE9" not in r.stderr + r.stdout
+
+
 def test_secrets_are_recognised_and_redacted():
     for secret in ["sk-" + "a1B2c3D4e5F6g7H8i9J0", "sk-ant-api03-" + "x" * 20, "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123",
                    "zrDnDXPeRtAA2FO0xyB3UH4CLIkUe_OHdPhOMCQXByE", "AIzaSyD3x9Kq7Lm2Np8Rt5Vw1Yb4Zc6Fh0Jg"]:

@@ -72,6 +72,3 @@ class ConfigView:
             return out
 
         return keep(self._obj.model_dump(), self._prefix)
-
-    def __repr__(self) -> str:
-        return f"ConfigView({self._owner}: {', '.join(sorted(self._allowed))})"
