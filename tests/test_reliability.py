@@ -10,21 +10,34 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
-from fake_openai import FakeServer
+from conftest import build_tiny_model
+from fake_openai import FakeServer, _Handler
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_pipeline import make, tiny  # noqa: F401  (tiny: the fixture)
 
+from sys2distill import pipeline
+from sys2distill.backends.base import SamplingParams
 from sys2distill.backends.openai_compat import OpenAIBackend
 from sys2distill.config import dump_config, load_config
+from sys2distill.configview import UndeclaredConfigKey
 from sys2distill.errors import UserError
-from sys2distill.records import iter_jsonl
+from sys2distill.models import resolve_model
+from sys2distill.records import Trace, iter_jsonl, read_records
 from sys2distill.redact import looks_secret, redact
+from sys2distill.runlock import LOCK_FILE, run_lock
 from sys2distill.tasks import REGISTRY as TASKS
+from sys2distill.tasks.last_letter import LastLetter
 from sys2distill.tasks.pairwise_judge import read_oasst2_trees
 from sys2distill.tasks.sycophancy import read_sycophancy_eval
 
@@ -112,8 +125,6 @@ def test_row_5_server_answering_html(server, monkeypatch):
         handler.end_headers()
         handler.wfile.write(html)
 
-    from fake_openai import _Handler
-
     monkeypatch.setattr(_Handler, "do_GET", answer_html)
     with pytest.raises(UserError) as e:
         OpenAIBackend(base_url=server.base_url)
@@ -122,8 +133,6 @@ def test_row_5_server_answering_html(server, monkeypatch):
     monkeypatch.undo()
     backend = OpenAIBackend(base_url=server.base_url, max_retries=0)
     monkeypatch.setattr(_Handler, "do_POST", lambda h: (h.rfile.read(int(h.headers["Content-Length"])), answer_html(h)))
-    from sys2distill.backends.base import SamplingParams
-
     with pytest.raises(UserError) as e:
         backend.generate([[{"role": "user", "content": "hi"}]], SamplingParams(max_tokens=4))
     one_line(e, "/v1/chat/completions answered HTTP 200 with a body that is not JSON")
@@ -167,8 +176,6 @@ def test_row_11_malformed_yaml_names_line_and_column(tmp_path):
 
 def test_row_12_unreachable_hub_model_fails_in_seconds(monkeypatch):
     import huggingface_hub
-
-    from sys2distill.models import resolve_model
 
     start = time.perf_counter()
     with pytest.raises(UserError) as e:  # offline here: unreachable; online: not on the Hub
@@ -215,8 +222,6 @@ HOLDER = textwrap.dedent("""
 
 
 def test_lock_one_writer_and_stale_lock_taken_over(tmp_path):
-    from sys2distill.runlock import LOCK_FILE, run_lock
-
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
@@ -233,10 +238,6 @@ def test_lock_one_writer_and_stale_lock_taken_over(tmp_path):
 
 
 # -- rows about the run folder: the tiny in-process model of test_pipeline -----------------------------------
-
-from test_pipeline import make, tiny  # noqa: E402,F401  (tiny: the fixture)
-
-from sys2distill.records import Trace, read_records  # noqa: E402
 
 
 def test_row_6_damaged_trace_file_of_a_finished_stage_is_repaired(tmp_path, tiny):
@@ -340,9 +341,6 @@ def test_row_13_failed_start_then_fixed_input_starts_again(tmp_path, tiny):
 
 
 def test_a_stage_sees_only_the_config_it_declares(tmp_path, tiny, monkeypatch):
-    from sys2distill import pipeline
-    from sys2distill.configview import UndeclaredConfigKey
-
     p = make(tmp_path, tiny, "distill.methods=[system1]", "generation.adaptive=true", "generation.adaptive_rule=exact")
     view = p.view("generate")
     assert view.filter.min_agreement == 0.5 and view.generation.temperature == 0.0  # declared (the filter keys: adaptive)
@@ -366,15 +364,6 @@ def test_a_stage_sees_only_the_config_it_declares(tmp_path, tiny, monkeypatch):
 
 # -- random damage to a finished run folder ------------------------------------------------------------------
 
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from sys2distill.pipeline import Pipeline  # noqa: E402
-from sys2distill.tasks.last_letter import LastLetter  # noqa: E402
 
 SMALL_RUN = ["task.name=last_letter", "task.train_size=4", "task.test_size=3", "generation.num_samples=2",
              "generation.temperature=0", "generation.max_tokens=5", "generation.chunk_sequences=8",
@@ -387,14 +376,12 @@ DAMAGE = ("truncate", "garbage", "duplicate", "delete")
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, embedded_tokenizer):
     """A finished tiny run, made once for the module: (its folder, the in-process base model)."""
-    from conftest import build_tiny_model
-
     with pytest.MonkeyPatch.context() as mp:
         # As in test_pipeline: any last word is an answer, so the filter keeps inputs and training has data.
         mp.setattr(LastLetter, "extract_answer", lambda self, text: text.split()[-1] if text.split() else "empty")
         base = (build_tiny_model(embedded_tokenizer), embedded_tokenizer)
         root = tmp_path_factory.mktemp("finished")
-        Pipeline(load_config(None, [*SMALL_RUN, f"run_dir={root}/{{name}}"]), loaded_base=base).run()
+        pipeline.Pipeline(load_config(None, [*SMALL_RUN, f"run_dir={root}/{{name}}"]), loaded_base=base).run()
         yield root / "run", base
 
 
@@ -445,7 +432,7 @@ def test_random_damage_to_a_finished_run(finished, data):
             _damage(run / name, data.draw(st.sampled_from(DAMAGE), label=name), data.draw)
         before = _snapshot(run)
         try:
-            Pipeline(load_config(None, [*SMALL_RUN, f"run_dir={tmp}/{{name}}"]), loaded_base=base).run()
+            pipeline.Pipeline(load_config(None, [*SMALL_RUN, f"run_dir={tmp}/{{name}}"]), loaded_base=base).run()
         except UserError as e:
             assert "\n" not in str(e) and _snapshot(run) == before
             return
