@@ -64,7 +64,16 @@ def run(config: ConfigArg = None, overrides: Overrides = None,
     from sys2distill.pipeline import STAGES
 
     p = _pipeline(config, overrides)
-    p.run(tuple(stages.split(",")) if stages else STAGES, tuple(force or ()))
+    _show(p, p.run(tuple(stages.split(",")) if stages else STAGES, tuple(force or ())))
+
+
+def _show(p, results) -> None:
+    """The results table and verdict when the run has a report (also a finished run rerun), then the folder."""
+    if results is not None:
+        from sys2distill.report import RESULTS_MD, print_table
+
+        print_table(results)
+        typer.echo(f"report: {p.dir / RESULTS_MD}")
     typer.echo(f"run folder: {p.dir}")
 
 
@@ -73,8 +82,8 @@ def _stage_command(stage: str, doc: str):
     def command(config: ConfigArg = None, overrides: Overrides = None,
                 force: Annotated[bool, typer.Option(help="Delete this stage's outputs and redo it.")] = False):
         p = _pipeline(config, overrides)
-        p.run((stage,), (stage,) if force else ())
-        typer.echo(f"run folder: {p.dir}")
+        results = p.run((stage,), (stage,) if force else ())
+        _show(p, results if stage == "report" else None)
 
     command.__doc__ = doc
     app.command(stage)(command)

@@ -13,8 +13,10 @@ instead of a silent mix of old and new results.
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
+import platform
 import os
 import resource
 import shutil
@@ -28,12 +30,13 @@ from sys2distill.backends.build import build_backend
 from sys2distill.config import DistillSpec, RunConfig, dump_config
 from sys2distill.dataset import build_records
 from sys2distill.errors import UserError
-from sys2distill.evaluator import fidelity, kvote, score
+from sys2distill.evaluator import FILTER_CHECK, ROWS, EvalRow, FilterCheck, check_filter, score_rows
 from sys2distill.adaptive import StopRule
 from sys2distill.generation import load_traces, run_method
-from sys2distill.models import check_model_name
-from sys2distill.records import Example, read_records, write_jsonl
+from sys2distill.models import check_model_name, model_identity
+from sys2distill.records import Example, FilterDecision, Trace, read_records, write_jsonl
 from sys2distill.registry import lookup
+from sys2distill.report import RESULTS_JSON, Results, build_results, write_results
 
 STAGES = ("generate", "filter", "train", "evaluate", "report")
 # Config keys each stage's outputs depend on (cumulative: a stage depends on its inputs' keys).
@@ -75,6 +78,21 @@ def _same(saved, new, default) -> bool:
         return set(saved) <= set(new) and all(_same(saved.get(k, _ABSENT), v, default.get(k, _ABSENT))
                                               for k, v in new.items())
     return saved == new
+
+
+def versions() -> dict[str, str]:
+    """The versions that made a result, for its report."""
+    import importlib.metadata as md
+
+    from sys2distill import __version__
+
+    out = {"sys2distill": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "trl", "peft"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
 
 
 def distilled_label(method_label: str) -> str:
@@ -154,7 +172,8 @@ class Pipeline:
         if changed:
             state = "finished" if saved.get("done") else "started"
             raise UserError(f"run folder {self.dir} has a {state} '{stage}' stage made with different "
-                            f"{', '.join(changed)}: pass --force {stage} to redo it, or set name=<new run name>")
+                            f"{', '.join(changed)}: redo it with --force {stage} (Python: run(force=('{stage}',))), or start a new "
+                            "run folder with name=<new run name>")
         return bool(saved.get("done"))
 
     def _write_marker(self, stage: str, **extra) -> None:
@@ -165,8 +184,10 @@ class Pipeline:
         tmp.write_text(json.dumps({"config": self._fingerprint(stage), **extra}, indent=1))
         os.replace(tmp, marker)
 
-    def run(self, stages: tuple[str, ...] = STAGES, force: tuple[str, ...] = ()) -> None:
-        """Run ``stages`` in pipeline order, skipping finished ones; ``force`` redoes a stage and all after it."""
+    def run(self, stages: tuple[str, ...] = STAGES, force: tuple[str, ...] = ()) -> Results | None:
+        """Run ``stages`` in pipeline order, skipping finished ones; ``force`` redoes a stage and all after it.
+
+        Returns the run's ``Results`` once it has a report (also when every stage was already done)."""
         unknown = [s for s in [*stages, *force] if s not in STAGES]
         if unknown:
             raise UserError(f"unknown stage {unknown[0]!r}: choose from {', '.join(STAGES)}")
@@ -189,6 +210,7 @@ class Pipeline:
                 peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
                 self.timings[stage] = {"seconds": round(time.perf_counter() - start, 1), "peak_rss_gib": round(peak_gib, 2)}
                 self._write_marker(stage, done=True, **self.timings[stage])
+        return Results.load(self.dir) if (self.dir / RESULTS_JSON).exists() else None
 
     # -- stages ----------------------------------------------------------------------------
     def num_samples(self, method: str) -> int:
@@ -267,16 +289,19 @@ class Pipeline:
             gc.collect()
 
     def stage_evaluate(self) -> None:
+        """Greedy answers of every system on the test split, scored once into ``evaluate/rows.jsonl``."""
         ev, test = self.cfg.evaluate, self.examples("test")
         greedy = SamplingParams(n=1, temperature=0.0, max_tokens=ev.max_tokens)
         out, chunk = self.dir / "evaluate", self.cfg.generation.chunk_sequences
-        scores, voted, greedy_traces = [], {}, {}
+        base = model_identity(self.cfg.model)
+        rows, voted, greedy_traces = [], {}, {}
         for name in ev.systems:
             m = self.method(name)
             traces = greedy_traces[name] = run_method(m, test, self.backend(), greedy, out / f"{name}.jsonl", chunk,
                                                       desc=f"evaluate {name}")
-            scores.append(score(self.task, test, traces, name, m.label, "system1" if name == "system1" else "system2"))
-            voted[name] = self._kvote(scores[-1], m, self.backend(), test)
+            voted[name] = self._kvote_samples(name, m, self.backend(), test)
+            rows += score_rows(self.task, test, traces, system=name, label=m.label, method=name, model=base,
+                               kind="system1" if name == "system1" else "system2", ks=ev.k_votes, samples=voted[name])
         for spec in self.distilled_specs():
             m = self.method(spec.method)
             # System 2's majority answer on the *test* inputs, for the fidelity metric. The k-vote
@@ -289,34 +314,81 @@ class Pipeline:
             else:
                 system2 = run_method(m, test, self.backend(), replace(self.sampling(), n=n_fid),
                                      out / f"fidelity_{spec.method}.jsonl", chunk, desc=f"fidelity samples {spec.method} ×{n_fid}")
-            distilled = build_backend(self.cfg.backend, str(self.dir / "train" / spec.key), self.dir, checkpoint=True)
-            traces = run_method(self.method("system1"), test, distilled, greedy, out / f"distill_{spec.key}.jsonl",
+            checkpoint = self.dir / "train" / spec.key
+            distilled = build_backend(self.cfg.backend, str(checkpoint), self.dir, checkpoint=True)
+            system = f"distill_{spec.key}"
+            traces = run_method(self.method("system1"), test, distilled, greedy, out / f"{system}.jsonl",
                                 chunk, desc=f"evaluate distilled {spec.key}")
-            label = distilled_label(m.label) + (f" ({spec.name})" if spec.name else "")
-            s = score(self.task, test, traces, f"distill_{spec.key}", label, "distilled")
-            s.fidelity = fidelity(traces, system2)
-            self._kvote(s, self.method("system1"), distilled, test)
+            rows += score_rows(self.task, test, traces, system=system, kind="distilled", method="system1",
+                               label=distilled_label(m.label) + (f" ({spec.name})" if spec.name else ""),
+                               source=spec.method, model=str(checkpoint), ks=ev.k_votes, system2_samples=system2,
+                               samples=self._kvote_samples(system, self.method("system1"), distilled, test))
             del distilled
             gc.collect()
-            scores.append(s)
-        (out / "scores.json").write_text(json.dumps([s.to_dict() for s in scores], indent=1))
+        write_jsonl(out / ROWS, rows)
+        labeled = self.train_labels()
+        if labeled is not None:
+            checks = [c for spec in self.cfg.distill.specs for c in check_filter(
+                self.task, labeled, spec.key, read_records(self.dir / "filter" / f"{spec.key}.jsonl", FilterDecision))]
+            write_jsonl(out / FILTER_CHECK, checks)
+
+    def train_labels(self) -> list[Example] | None:
+        """The train inputs *with* labels, for the filter's precision only (the evaluator's to read); None
+        when the task cannot rebuild them identically (then precision is not reported)."""
+        task = copy.copy(self.task)
+        task.reveal_train_labels = True
+        try:
+            labeled = task.load("train")
+        except (UserError, OSError):  # a source whose files are gone: precision is optional
+            return None
+        frozen = self.examples("train")
+        if [(e.id, e.question) for e in labeled] != [(e.id, e.question) for e in frozen] or any(e.answer is None for e in labeled):
+            return None
+        return labeled
 
     def distilled_specs(self) -> list[DistillSpec]:
         """The distill entries that have a model (``distill.on_empty: skip`` leaves out empty ones)."""
         return [s for s in self.cfg.distill.specs if not (self.dir / "train" / s.key / "SKIPPED.json").exists()]
 
-    def _kvote(self, s, method, backend: Backend, test: list[Example]) -> dict | None:
-        """Fill ``s.by_k``: max(k) answers per test input drawn as in ``generation``, the first k voted."""
+    def _kvote_samples(self, system: str, method, backend: Backend, test: list[Example]) -> dict[str, list[Trace]] | None:
+        """max(k) answers per test input drawn as in ``generation``, for the k-vote columns (None: k_votes is [1])."""
         ev = self.cfg.evaluate
         if max(ev.k_votes) == 1:  # the default [1]: the greedy table is the k=1 result
             return None
         params = replace(self.sampling(), n=max(ev.k_votes))
-        samples = run_method(method, test, backend, params, self.dir / "evaluate" / f"kvote_{s.system}.jsonl",
-                             self.cfg.generation.chunk_sequences, desc=f"k-vote samples {s.system} ×{params.n}")
-        s.by_k = kvote(self.task, test, samples, ev.k_votes)
-        return samples
+        return run_method(method, test, backend, params, self.dir / "evaluate" / f"kvote_{system}.jsonl",
+                          self.cfg.generation.chunk_sequences, desc=f"k-vote samples {system} ×{params.n}")
 
     def stage_report(self) -> None:
-        from sys2distill.report import write_report
+        self.results = write_results(build_results(
+            read_records(self.dir / "evaluate" / ROWS, EvalRow),
+            decisions={spec.key: read_records(self.dir / "filter" / f"{spec.key}.jsonl", FilterDecision)
+                       for spec in self.cfg.distill.specs},
+            checks=read_records(self.dir / "evaluate" / FILTER_CHECK, FilterCheck)
+            if (self.dir / "evaluate" / FILTER_CHECK).exists() else None,
+            trained={spec.key: self._trained(spec.key) for spec in self.cfg.distill.specs},
+            stages=self._stage_records(),
+            info={"task": self.cfg.task.name, "model": model_identity(self.cfg.model), "metric": self.task.metric,
+                  "extraction_rule": self.task.extraction_rule, "task_version": self.task.version,
+                  "config": self.cfg.model_dump(), "versions": versions()}), self.dir)
 
-        write_report(self)
+    def _trained(self, key: str) -> dict:
+        done, skipped = self.dir / "train" / key / "DONE.json", self.dir / "train" / key / "SKIPPED.json"
+        if done.exists():
+            return {"done": json.loads(done.read_text())}
+        return {"not_trained": json.loads(skipped.read_text())["reason"]} if skipped.exists() else {}
+
+    def _stage_records(self) -> dict[str, dict]:
+        """Wall time and peak memory of each finished stage, and the tokens it generated."""
+        tokens = {"generate": sum(t.tokens for f in sorted((self.dir / "generate").glob("*.jsonl")) for t in read_records(f, Trace)),
+                  "filter": sum(d.details.get("tokens", 0) for f in sorted((self.dir / "filter").glob("*.jsonl"))
+                                for d in read_records(f, FilterDecision)),
+                  "evaluate": sum(t.tokens for f in sorted((self.dir / "evaluate").glob("*.jsonl"))
+                                  if f.name not in (ROWS, FILTER_CHECK) for t in read_records(f, Trace))}
+        out = {}
+        for stage in ("generate", "filter", "train", "evaluate"):
+            marker = self._marker(stage)
+            m = json.loads(marker.read_text()) if marker.exists() else {}
+            if m.get("done"):
+                out[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"], "generated_tokens": tokens.get(stage)}
+        return out

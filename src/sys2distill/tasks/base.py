@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections import Counter
 from typing import ClassVar
 
 from sys2distill.records import Example
@@ -30,6 +31,12 @@ def normalize(text: str) -> str:
     # Keep a leading minus on a number: "-5" and "5" are different answers (GSM8K has both).
     sign = "-" if re.match(r"\s*-\d", text) else ""
     return sign + text.strip().strip(string.punctuation + "“”‘’ \t").strip()
+
+
+def tally(answers: list[str | None]) -> Counter:
+    """Votes per normalized answer; failed extractions (None, or nothing left after normalizing) vote
+    for nobody. The one vote counter of the filters, evaluation's k-vote and adaptive sampling."""
+    return Counter(normalize(a) for a in answers if a is not None and normalize(a))
 
 
 class Task:
