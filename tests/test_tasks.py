@@ -186,3 +186,50 @@ def test_coin_flip_extraction(text, expected):
 ])
 def test_is_correct(task, predicted, gold, ok):
     assert task.is_correct(predicted, gold) is ok
+
+
+# Answer-rule classes of issue 18, each with cases written for this test (not the issue's lines).
+@pytest.mark.parametrize("text, expected", [
+    # A "no" that is a determiner or adverb earlier in the trace does not beat the final statement.
+    ("Lena flips the coin, so it lands tails. Omar does not flip it, which has no effect. Therefore it is still tails.",
+     "no"),
+    ("Lena and Omar each reverse it, so there is no net change.\nSo the coin stays heads up.", "yes"),
+    ("No single flip matters here: two reversals cancel, and the coin ends heads up.", "yes"),
+    ("Omar makes no difference; the coin is heads up again.", "yes"),
+    ("There is no doubt. After Lena's flip the coin shows tails.", "no"),
+    # A parenthetical naming the format does not hide the answer marker.
+    ("Two flips cancel. The answer (Yes/No) is Yes. There is no trick to it.", "yes"),
+    ("Lena flipped once. The answer (yes or no) is: no", "no"),
+    # Short final states are answers.
+    ("Lena flips, Omar flips.\nBack to heads up.", "yes"),
+    ("Heads.", "yes"),
+    ("Result: tails up.", "no"),
+    ("Nah.", "no"),
+    ("Yup!", "yes"),
+    ("Nope, Lena turned it over.", "no"),
+    # The coin's state outweighs a reply to some other question in the same sentence.
+    ("Did Omar's flip change it for good? No, it is still heads up after Lena's.", "yes"),
+    # A "no" that opens a clause is a reply; one that ends it is too.
+    ("No, because only Lena reversed it.", "no"),
+    ("Two reversals, so no.", "no"),
+])
+def test_coin_flip_final_statement_decides(text, expected):
+    assert CoinFlip().extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "Suppose Lena flips it and Omar does not: is the coin heads up?",
+    "The task asks whether the coin is still heads up.",
+    "If only Omar flips the coin, is it still heads up",
+    "**Is the coin still heads up?** Flip means reverse.",
+    "A coin is heads up. Lena flips the coin. Omar does not flip the coin.",
+    "Answer with Yes or No.",
+])
+def test_coin_flip_restated_question_is_no_answer(text):
+    assert CoinFlip().extract_answer(text) is None
+
+
+def test_coin_flip_hypothetical_clause_is_skipped_not_its_sentence():
+    # The "if" clause states nothing; the main clause does.
+    assert CoinFlip().extract_answer("If Lena flips it once, it ends up tails.") == "no"
+    assert CoinFlip().extract_answer("The coin goes from tails back to heads.") == "yes"

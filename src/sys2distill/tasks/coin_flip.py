@@ -22,38 +22,55 @@ RAR_TEST, RAR_POOL = "coin_val_gpt-4.json", "coin_val.json"
 RAR_SUFFIX = " Flip means reverse."
 
 _ACTION = re.compile(r"(\S+) (flips|does not flip) the coin\.")
-# "Answer the Yes or No question." restates the prompt; it is not an answer.
-_PAIR = re.compile(r"\b(?:yes|no)\s*(?:or|/|,)\s*(?:yes|no)\b", re.I)
-# "no one flips", "no longer heads up": a "no" that is not a reply.
-_YESNO = re.compile(r"\b(yes|no)\b(?!\s+(?:one|longer|more|flips?|flipping|change|matter)\b)", re.I)
-_QUESTION = re.compile(r"a coin is heads up|is the coin still heads up", re.I)
-_NOT_HEADS = re.compile(r"(?:\bnot|\bno longer|n't)\s+(?:still\s+)?heads[ -]up|\btails\b", re.I)
-_HEADS = re.compile(r"\b(?:still|is|'s|remains?|stays?|ends? up|lands?)\s+(?:on\s+)?heads\b", re.I)
+
+# -- answer extraction ----------------------------------------------------------------------
+# "Answer the Yes or No question." restates the format; it is not an answer.
+_PAIR = re.compile(r"\b(?:yes|no)[\s-]*(?:or|/)[\s-]*(?:yes|no)\b", re.I)
+# A yes/no counts only as a reply. "yes"-words and "nope"/"nah" are never anything else; "no" is
+# also a determiner or adverb ("no effect", "no net change", "no longer"), so it counts only
+# where it ends its clause ("No.", "so no", "is No)") or opens one ("No, it", "no because").
+_REPLY = re.compile(
+    r"(?<![\w'’-])(?:(?P<yes>yes|yeah|yep|yup)|(?P<no>nope|nah|no(?=\s*(?:[^\w\s]|$)|\s+(?:because|since|as|but|it)\b)))"
+    r"(?![\w'’-])", re.I | re.M)
+# Text that mentions a state without stating the outcome: the premise quoted from the prompt, a
+# question even without its "?" ("is it still heads up"), a hypothetical or embedded question
+# ("if Bob flips it, ...", "whether it is heads up"), a starting state ("from heads up to tails").
+_NOT_STATED = re.compile(
+    r"\ba coin is heads[ -]up\b|\bis (?:it|the coin) (?:still )?heads[ -]up\b|\b(?:if|whether)\b[^,.;:!?\n]*"
+    r"|\b(?:from|starts?|started|starting|begins?|began|initially|originally)(?:\s+(?:out|as|on|with|being))*\s+(?:heads|tails)\b",
+    re.I)
+_NOT_HEADS = re.compile(r"(?:\bnot|\bno longer|\bnever|n't)\s+(?:(?:still|be|on|showing|facing)\s+)*heads\b|\btails\b", re.I)
+_HEADS = re.compile(r"\bheads\b", re.I)  # "Heads up.", "still heads up", "back to heads", once negations are gone
+_SENTENCE = re.compile(r"[^.!?;\n]+[.!?;]*")
 
 
-def _phrase(text: str) -> str | None:
-    """"still heads up" → yes, "tails"/"not heads up" → no, read in the last sentence with either.
+def _verdict(sentence: str) -> str | None:
+    """"yes"/"no" if the sentence states one, "" if it states both (ambiguous), None if none.
 
-    Reasoning passes through states ("after Edgar, tails; after Bob, heads up"), so the last
-    sentence decides; one that names both is ambiguous and gives None.
+    The coin's state is what the question asks, so a sentence naming it is read by it; a reply
+    can answer a sub-question ("Is it tails? No, it is still heads up"). A question states none.
     """
-    text = _QUESTION.sub(" ", text)  # a restated question says "heads up" without answering
-    for sentence in reversed(re.split(r"[.!?;\n]+", text)):
-        no = bool(_NOT_HEADS.search(sentence))
-        yes = bool(_HEADS.search(_NOT_HEADS.sub(" ", sentence)))
-        if yes or no:
-            return None if yes and no else ("yes" if yes else "no")
-    return None
+    if sentence.rstrip(" *_\"'”’)").endswith("?"):
+        return None
+    sentence = _NOT_STATED.sub(" ", sentence)
+    said = {"no"} if _NOT_HEADS.search(sentence) else set()
+    if _HEADS.search(_NOT_HEADS.sub(" ", sentence)):
+        said.add("yes")
+    if not said:
+        said = {"yes" if m.group("yes") else "no" for m in _REPLY.finditer(sentence)}
+    return (said.pop() if len(said) == 1 else "") if said else None
 
 
 @register_task("coin_flip")
 class CoinFlip(Task):
     """Is a heads-up coin still heads up after ``num_people`` people each flip it or not?"""
 
+    version = 2
     extraction_rule = (
-        "first yes/no after the last answer marker; else a leading yes/no; else the last standalone yes/no "
-        "('Yes or No' pairs, 'no one/longer' ignored); else the last sentence saying 'still heads up' (yes) "
-        "or 'tails'/'not heads up' (no), None if it says both; else None"
+        "after the last answer marker, its first sentence stating yes/no; else the last sentence stating one "
+        "(questions, 'if/whether' clauses, the premise and starting states skipped); a sentence states the coin's "
+        "state (heads → yes; tails, not/no longer heads → no; both → None) or else a reply (yes/yep, nope, or a "
+        "'no' ending or opening a clause, not 'no effect'/'no longer'); 'Yes or No' ignored; else None"
     )
 
     def __init__(self, train_size: int = 200, test_size: int = 200, seed: int = 0, source: str = "synthetic",
@@ -95,18 +112,19 @@ class CoinFlip(Task):
                                  "flips": [a == "flips" for _, a in acts], "source": self.source})
 
     def extract_answer(self, text: str) -> str | None:
-        marked = after_last_marker(text)
-        if marked is not None:
-            m = _YESNO.search(_PAIR.sub(" ", marked))
-            if answer := (m.group(1).lower() if m else _phrase(marked)):
-                return answer
         text = _PAIR.sub(" ", text)
-        replies = list(_YESNO.finditer(text))
-        if replies and re.fullmatch(r"[\W_]*", text[: replies[0].start()]):
-            return replies[0].group(1).lower()
-        if replies:
-            return replies[-1].group(1).lower()
-        return _phrase(text)
+        marked = after_last_marker(text)
+        # A marker introduces the answer: what follows it first decides.
+        for sentence in _SENTENCE.findall(marked or ""):
+            if verdict := _verdict(sentence):
+                return verdict
+        # Reasoning passes through states ("after Edgar, tails") and asides ("which has no
+        # effect"): the final statement decides; if it states both answers, there is none.
+        for sentence in reversed(_SENTENCE.findall(text)):
+            verdict = _verdict(sentence)
+            if verdict is not None:
+                return verdict or None
+        return None
 
 
 def _key(question: str) -> str:
