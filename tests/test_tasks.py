@@ -233,3 +233,28 @@ def test_coin_flip_hypothetical_clause_is_skipped_not_its_sentence():
     # The "if" clause states nothing; the main clause does.
     assert CoinFlip().extract_answer("If Lena flips it once, it ends up tails.") == "no"
     assert CoinFlip().extract_answer("The coin goes from tails back to heads.") == "yes"
+
+
+@pytest.mark.parametrize("text, expected", [
+    # Filler words between the marker and the answer are not the answer.
+    ("The answer is simply ky.", "ky"),
+    ("The answer is clearly ky because Nicky ends in y.", "ky"),
+    ("Final answer: a two-letter string: ky", "ky"),
+    ("The answer is an 2-letter word ky.", "ky"),
+    ("So the final answer is just `ky`.", "ky"),
+    # ...but such a word is read when it is the answer ("Marian" + "Ivan" ends in "nn"; "an" is real).
+    ("The answer is an, since Maria ends in a and Ivan in n.", "an"),
+    # Letters outside A-Z belong to their word.
+    ('"José Zoë": José ends in é and Zoë in ë, so the answer is éë.', "éë"),
+    ("Raúl → l\nInés → s\nConcatenated: ls", "ls"),
+    ("The answer is e\u0301n.", "én"),  # "e" + a combining accent is the one letter "é"
+    ("Answer: ñ ö", "ñö"),
+])
+def test_last_letter_fillers_and_letters(text, expected):
+    assert LastLetter().extract_answer(text) == expected
+
+
+def test_last_letter_non_ascii_gold_scores():
+    task = LastLetter(source="rar", num_words=4, test_size=1000)
+    item = next(e for e in task.load("test") if "José" in e.question)
+    assert item.answer == "léon" and task.is_correct(task.extract_answer("The answer is LÉON."), item.answer)

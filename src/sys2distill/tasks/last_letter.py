@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 
 from sys2distill.errors import UserError
 from sys2distill.records import Example
@@ -19,29 +20,40 @@ from sys2distill.tasks.names import SPLITS, all_names, check_choice, name_pool, 
 QUESTION = 'Take the last letters of the words in "{words}" and concatenate them.'
 RAR_FILES = {2: "last_letter_concatenation_gpt-4.json", 4: "last_letter_concatenation4_gpt-4.json"}
 
+# A letter in any script: the last letter of "José" is "é", which [A-Za-z] would split off.
+L = r"[^\W\d_]"
 # A leading run of letters; kept with its separators so "r b" / "r, b" / "r-b" can be joined.
-_LEAD = re.compile(r"[^A-Za-z]*([A-Za-z]+(?:[ ,+\-]+[A-Za-z]+)*)")
-_SPACED = re.compile(r"[a-z](?:[ ,+\-]+[a-z])+")
+_LEAD = re.compile(rf"[\W\d_]*({L}+(?:[ ,+\-]+{L}+)*)")
+_SPACED = re.compile(rf"{L}(?:[ ,+\-]+{L})+")
 # One quoted, backticked or **bold** word (or spaced letters); a single quote only when not an
 # apostrophe, so "Edgar's ... Bob's" is not read as a quotation.
-_OPEN, _CLOSE = r"""(?:\*\*|["“”`]|(?<![A-Za-z])')""", r"""(?:\*\*|["“”`]|'(?![A-Za-z]))"""
-_QUOTED = re.compile(_OPEN + r"([A-Za-z]+|[A-Za-z](?:[ ,+\-]+[A-Za-z])+)" + _CLOSE)
+_OPEN, _CLOSE = rf"""(?:\*\*|["“”`]|(?<!{L})')""", rf"""(?:\*\*|["“”`]|'(?!{L}))"""
+_QUOTED = re.compile(_OPEN + rf"({L}+|{L}(?:[ ,+\-]+{L})+)" + _CLOSE)
+# Words that stand between a marker and the answer without being it: adverbs ("is simply
+# yajo", "is just 'rb'") and a description of the answer ("is a 4-letter string: yajo"). Skipped
+# only when a word or a colon follows, so an answer that is such a word is still read ("is only.").
+_FILLER = re.compile(
+    r"(?:\s*(?:\b(?:just|simply|only|merely|actually|basically|clearly|obviously|exactly|indeed|therefore|thus|hence"
+    r"|probably|likely|definitely|certainly)\b|\ban?\s+(?:[\w-]+\s+){0,3}?(?:string|word|sequence|combination"
+    r"|concatenation|result)s?\b)(?=\s+\S|\s*:))+\s*:?", re.I)
 # Words after which a sentence states its result: "gives rb", "= rb", "together: rb".
 _CUE = re.compile(r"=|:|→|->|\b(?:is|are|gives?|giving|gets?|got|yields?|forms?|makes?|becomes?|spells?)\b", re.I)
 # Words that open a sentence or a chat reply, not an answer (none is a likely 2- or 4-letter
 # answer; 2-letter words such as "no" are real answers: "Shannon Alejandro" → "no").
 _OPENERS = {"the", "this", "these", "taking", "concatenating", "combining", "joining", "putting", "after", "since",
             "because", "based", "sure", "okay", "well", "hello", "certainly", "alright"}
-_IS_THE_ANSWER = re.compile(r"([A-Za-z]+)\W*\s+is\s+(?:the|my|our)\s+(?:final\s+)?answer", re.I)
+_IS_THE_ANSWER = re.compile(rf"({L}+)\W*\s+is\s+(?:the|my|our)\s+(?:final\s+)?answer", re.I)
 
 
 def _lead(span: str) -> str | None:
-    """The first answer-like token of ``span``; single letters "r b"/"r + b" are joined."""
+    """The first answer-like token of ``span`` after any filler words; single letters "r b"/"r + b" are joined."""
+    if filler := _FILLER.match(span):
+        span = span[filler.end():]
     m = _LEAD.match(span)
     if not m:
         return None
     run = m.group(1).lower()
-    return re.sub(r"[^a-z]", "", run) if _SPACED.fullmatch(run) else run.split()[0].strip(",+-")
+    return "".join(re.findall(L, run)) if _SPACED.fullmatch(run) else run.split()[0].strip(",+-")
 
 
 def _from_line(line: str) -> str | None:
@@ -55,19 +67,20 @@ def _from_line(line: str) -> str | None:
     if quoted:
         return _lead(quoted[-1])
     bare = normalize(line)  # a line that is nothing but the answer: "rb", "**RB**.", "r b"
-    return _lead(bare) if re.fullmatch(r"[a-z]+|" + _SPACED.pattern, bare) else None
+    return _lead(bare) if re.fullmatch(rf"{L}+|" + _SPACED.pattern, bare) else None
 
 
 @register_task("last_letter")
 class LastLetter(Task):
     """Concatenate the last letters of ``num_words`` first names."""
 
+    version = 2
     extraction_rule = (
-        "after the last answer marker (and '='): the first word, joined single letters 'r b', or, if that "
-        "opens a sentence ('The ...'), its last quoted word or last word; else a first line that is only a "
-        "num_words-letter word; else the last line stating one: 'X is the answer', the first word after its "
-        "last cue (=, :, is, gives, get...), its last quoted/bold word, or the line itself if only a word; "
-        "lowercase; else None"
+        "after the last answer marker (and '='), past filler words ('simply', 'just', 'a 4-letter string:'): the "
+        "first word, joined single letters 'r b', or, if that opens a sentence ('The ...'), its last quoted word or "
+        "last word; else a first line that is only a num_words-letter word; else the last line stating one: 'X is "
+        "the answer', the first word after its last cue (=, :, is, gives, get...), its last quoted/bold word, or "
+        "the line itself if only a word; letters of any script (José → é); lowercase; else None"
     )
 
     def __init__(self, train_size: int = 200, test_size: int = 200, seed: int = 0, source: str = "synthetic",
@@ -104,6 +117,7 @@ class LastLetter(Task):
                        metadata={"num_words": self.num_words, "words": words, "source": self.source})
 
     def extract_answer(self, text: str) -> str | None:
+        text = unicodedata.normalize("NFC", text)  # "e" + combining accent is one letter, "é"
         marked = after_last_marker(text)
         # "The answer is as follows:" introduces the answer on later lines: read those instead.
         if marked is not None and not marked.rstrip().endswith(":"):
@@ -112,14 +126,14 @@ class LastLetter(Task):
             answer = _lead(marked.split("=")[-1])
             if answer in _OPENERS:
                 quoted = _QUOTED.findall(marked)
-                answer = _lead(quoted[-1]) if quoted else re.findall(r"[a-z]+", marked.lower())[-1]
+                answer = _lead(quoted[-1]) if quoted else re.findall(rf"{L}+", marked.lower())[-1]
             if answer:
                 return answer
         lines = [ln for ln in text.splitlines() if ln.strip()]
         # Answer first, explanation after ("rb\n\nExplanation: Edgar ends in r ..."): a bare first
         # line of the expected length is the answer; other lengths could be a stray "r" or "Sure".
         first = normalize(lines[0]) if lines else ""
-        if re.fullmatch(r"[a-z]+", first) and len(first) == self.num_words and first not in _OPENERS:
+        if re.fullmatch(rf"{L}+", first) and len(first) == self.num_words and first not in _OPENERS:
             return first
         for line in reversed(lines):
             if answer := _from_line(line):
