@@ -61,7 +61,8 @@ def test_coin_flip_synthetic_answers(k):
     for e in test:
         flips = e.question.count(" flips the coin.")
         assert flips + e.question.count(" does not flip the coin.") == k
-        assert e.question.startswith("A coin is heads up. ") and e.question.endswith(" Is the coin still heads up?")
+        assert e.question.startswith("A coin is heads up. ")
+        assert e.question.endswith(" Is the coin still heads up? Flip means reverse.")
         assert e.answer == ("yes" if flips % 2 == 0 else "no")
         assert e.metadata["flips"].count(True) == flips
     assert 0.35 < sum(e.answer == "yes" for e in test) / len(test) < 0.65  # roughly balanced

@@ -2,7 +2,8 @@
 
 "Take the last letters of the words in "Edgar Bob" and concatenate them." → ``rb``. The
 wording and the ``rar`` test files are those of Rephrase and Respond (Deng et al. 2023,
-arXiv 2311.04205), whose released GPT-4 test sets the paper evaluates on.
+arXiv 2311.04205), whose released GPT-4 test sets the paper evaluates on; ``task.options.path``
+reads other items in that format.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sys2distill.errors import UserError
 from sys2distill.records import Example
 from sys2distill.tasks import register_task
 from sys2distill.tasks.base import Task, after_last_marker, normalize
-from sys2distill.tasks.names import SPLITS, all_names, check_choice, name_pool, read_rar, sample_words
+from sys2distill.tasks.names import SPLITS, all_names, check_choice, name_pool, read_items, read_rar, sample_words
 
 QUESTION = 'Take the last letters of the words in "{words}" and concatenate them.'
 RAR_FILES = {2: "last_letter_concatenation_gpt-4.json", 4: "last_letter_concatenation4_gpt-4.json"}
@@ -84,24 +85,49 @@ class LastLetter(Task):
     )
 
     def __init__(self, train_size: int = 200, test_size: int = 200, seed: int = 0, source: str = "synthetic",
-                 num_words: int = 2):
+                 num_words: int | None = None, path: str | None = None):
         super().__init__(train_size, test_size, seed, source)
         check_choice(source, ("synthetic", "rar"), "last_letter source")
-        if source == "rar":
-            check_choice(num_words, RAR_FILES, "num_words for source 'rar'")
-        elif num_words < 1:
+        self.path, self.items = path, None
+        if source == "synthetic" and path is not None:
+            raise UserError("task.options.path is read only with task.source=rar (items in RaR's format): "
+                            "set task.source=rar, or drop the path to generate items")
+        if path is not None:
+            self.items = read_items(path)
+            num_words = self._words_per_item(num_words)
+        elif source == "rar":
+            num_words = 2 if num_words is None else num_words
+            check_choice(num_words, RAR_FILES, "num_words for source 'rar'")  # it picks the file
+            self.items = read_rar(RAR_FILES[num_words])
+        elif num_words is None:
+            num_words = 2
+        if num_words < 1:
             raise UserError(f"num_words must be at least 1, got {num_words}")
         self.num_words = num_words
 
+    def _words_per_item(self, num_words: int | None) -> int:
+        """The answer length of a file's items; a ``num_words`` that disagrees with it is an error."""
+        lengths = set()
+        for i, it in enumerate(self.items, 1):
+            if not re.search(r'"[^"]+"', it["question"]) or not re.fullmatch(rf"{L}+", it["answer"].strip()):
+                raise UserError(f'{self.path} item {i} is not a last-letter item: the question needs the words in '
+                                'double quotes ("Edgar Bob") and the answer only letters')
+            lengths.add(len(it["answer"].strip()))
+        if len(lengths) > 1:  # synthetic train inputs are made with one word count
+            raise UserError(f"{self.path} mixes items of {sorted(lengths)} words: split it into one file per word count")
+        if num_words is not None and {num_words} != lengths:
+            raise UserError(f"task.options.num_words={num_words} but {self.path} has {lengths.pop()}-word items: "
+                            "drop task.options.num_words (the items fix it)")
+        return lengths.pop()
+
     def load(self, split: str) -> list[Example]:
         check_choice(split, SPLITS, "split")
-        if self.source == "rar" and split == "test":
-            items = read_rar(RAR_FILES[self.num_words])[: self.test_size]
+        if self.items is not None and split == "test":
             return [self._example(split, i, _quoted_words(it["question"]), it["question"], it["answer"])
-                    for i, it in enumerate(items)]
-        if self.source == "rar":
-            # Train on every name the RaR test file does not use, so its words stay held out.
-            used = {w.lower() for it in read_rar(RAR_FILES[self.num_words]) for w in _quoted_words(it["question"])}
+                    for i, it in enumerate(self.items[: self.test_size])]
+        if self.items is not None:
+            # Train on every name the test items do not use, so their words stay held out.
+            used = {w.lower() for it in self.items for w in _quoted_words(it["question"])}
             pool = [w for w in all_names() if w.lower() not in used]
         else:
             pool = name_pool(split)
