@@ -225,9 +225,19 @@ def test_coin_flip_final_statement_decides(text, expected):
     "**Is the coin still heads up?** Flip means reverse.",
     "A coin is heads up. Lena flips the coin. Omar does not flip the coin.",
     "Answer with Yes or No.",
+    # Rephrased questions (RaR's step 1): a premise in other words, then the question.
+    "The coin begins heads up. Lena reverses it and Omar leaves it alone. After both turns, is it heads up? "
+    "Here, to flip means to turn it over.",
+    "Initially the coin shows heads. Lena turns it over, which changes it from heads to tails. "
+    "Then Omar turns it over as well. We must work out whether the coin now shows heads.",
 ])
 def test_coin_flip_restated_question_is_no_answer(text):
     assert CoinFlip().extract_answer(text) is None
+
+
+def test_coin_flip_an_aside_question_does_not_hide_the_answer():
+    text = "Lena flips it, so it shows tails. What about Omar? He leaves it alone."
+    assert CoinFlip().extract_answer(text) == "no"
 
 
 def test_coin_flip_hypothetical_clause_is_skipped_not_its_sentence():

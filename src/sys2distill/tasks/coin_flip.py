@@ -36,14 +36,21 @@ _REPLY = re.compile(
     r"(?![\w'’-])", re.I | re.M)
 # Text that mentions a state without stating the outcome: the premise quoted from the prompt, a
 # question even without its "?" ("is it still heads up"), a hypothetical or embedded question
-# ("if Bob flips it, ...", "whether it is heads up"), a starting state ("from heads up to tails").
+# ("if Bob flips it, ...", "whether it is heads up"), and a starting state, up to the state it
+# names ("from heads up to tails", "The initial position of the coin is heads up").
 _NOT_STATED = re.compile(
     r"\ba coin is heads[ -]up\b|\bis (?:it|the coin) (?:still )?heads[ -]up\b|\b(?:if|whether)\b[^,.;:!?\n]*"
-    r"|\b(?:from|starts?|started|starting|begins?|began|initially|originally)(?:\s+(?:out|as|on|with|being))*"
-    r"\s+(?:heads|tails)\b", re.I)
+    r"|\b(?:from|initial(?:ly)?|original(?:ly)?|at first|starts?|started|starting|begins?|began)\b[^,.;:!?\n]*?"
+    r"\b(?:heads|tails)\b", re.I)
 _NOT_HEADS = re.compile(r"(?:\bnot|\bno longer|\bnever|n't)\s+(?:(?:still|be|on|showing|facing)\s+)*heads\b|\btails\b", re.I)
 _HEADS = re.compile(r"\bheads\b", re.I)  # "Heads up.", "still heads up", "back to heads", once negations are gone
+_ABOUT_COIN = re.compile(r"\b(?:coin|heads|tails)\b", re.I)
 _SENTENCE = re.compile(r"[^.!?;\n]+[.!?;]*")
+
+
+def _asks(sentence: str) -> bool:
+    """A question, or a sentence holding one ("We must find out whether it is heads up.")."""
+    return sentence.rstrip(" *_\"'”’)").endswith("?") or re.search(r"\bwhether\b", sentence, re.I) is not None
 
 
 def _verdict(sentence: str) -> str | None:
@@ -52,7 +59,7 @@ def _verdict(sentence: str) -> str | None:
     The coin's state is what the question asks, so a sentence naming it is read by it; a reply
     can answer a sub-question ("Is it tails? No, it is still heads up"). A question states none.
     """
-    if sentence.rstrip(" *_\"'”’)").endswith("?"):
+    if _asks(sentence):
         return None
     sentence = _NOT_STATED.sub(" ", sentence)
     said = {"no"} if _NOT_HEADS.search(sentence) else set()
@@ -69,10 +76,11 @@ class CoinFlip(Task):
 
     version = 2
     extraction_rule = (
-        "after the last answer marker, its first sentence stating yes/no; else the last sentence stating one "
-        "(questions, 'if/whether' clauses, the premise and starting states skipped); a sentence states the coin's "
-        "state (heads → yes; tails, not/no longer heads → no; both → None) or else a reply (yes/yep, nope, or a "
-        "'no' ending or opening a clause, not 'no effect'/'no longer'); 'Yes or No' ignored; else None"
+        "after the last answer marker, its first sentence stating yes/no; else the last sentence stating one, None "
+        "if a question about the coin ('...heads up?', 'whether...') comes after it; questions, if/whether clauses, "
+        "the premise and starting states state nothing; a sentence states the coin's state (heads → yes; tails, "
+        "not/no longer heads → no; both → None) or else a reply (yes/yep, nope, or a 'no' ending or opening a "
+        "clause, not 'no effect'/'no longer'); 'Yes or No' ignored; else None"
     )
 
     def __init__(self, train_size: int = 200, test_size: int = 200, seed: int = 0, source: str = "synthetic",
@@ -160,8 +168,12 @@ class CoinFlip(Task):
             if verdict := _verdict(sentence):
                 return verdict
         # Reasoning passes through states ("after Edgar, tails") and asides ("which has no
-        # effect"): the final statement decides; if it states both answers, there is none.
+        # effect"): the final statement decides; if it states both answers, there is none. A text
+        # that ends asking about the coin (a rephrased question: premise, then "is it still heads
+        # up?") has not answered: the states before that question are its premise.
         for sentence in reversed(_SENTENCE.findall(text)):
+            if _asks(sentence) and _ABOUT_COIN.search(sentence):
+                return None
             verdict = _verdict(sentence)
             if verdict is not None:
                 return verdict or None
