@@ -236,8 +236,8 @@ def test_coin_flip_restated_question_is_no_answer(text):
 
 
 def test_coin_flip_an_aside_question_does_not_hide_the_answer():
-    text = "Lena flips it, so it shows tails. What about Omar? He leaves it alone."
-    assert CoinFlip().extract_answer(text) == "no"
+    assert CoinFlip().extract_answer("Lena flips it, so it shows tails. What about Omar? He leaves it alone.") == "no"
+    assert CoinFlip().extract_answer("Whether or not Omar acts, Lena's flip leaves it tails.") == "no"
 
 
 def test_coin_flip_hypothetical_clause_is_skipped_not_its_sentence():

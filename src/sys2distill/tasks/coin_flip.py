@@ -35,22 +35,24 @@ _REPLY = re.compile(
     r"(?<![\w'’-])(?:(?P<yes>yes|yeah|yep|yup)|(?P<no>nope|nah|no(?=\s*(?:[^\w\s]|$)|\s+(?:because|since|as|but|it)\b)))"
     r"(?![\w'’-])", re.I | re.M)
 # Text that mentions a state without stating the outcome: the premise quoted from the prompt, a
-# question even without its "?" ("is it still heads up"), a hypothetical or embedded question
-# ("if Bob flips it, ...", "whether it is heads up"), and a starting state, up to the state it
-# names ("from heads up to tails", "The initial position of the coin is heads up").
+# question even without its "?" ("is it still heads up"), a hypothetical ("if Bob flips it, ..."),
+# and a starting state, up to the state it names ("from heads up to tails", "The initial position
+# of the coin is heads up").
 _NOT_STATED = re.compile(
-    r"\ba coin is heads[ -]up\b|\bis (?:it|the coin) (?:still )?heads[ -]up\b|\b(?:if|whether)\b[^,.;:!?\n]*"
+    r"\ba coin is heads[ -]up\b|\bis (?:it|the coin) (?:still )?heads[ -]up\b|\bif\b[^,.;:!?\n]*"
     r"|\b(?:from|initial(?:ly)?|original(?:ly)?|at first|starts?|started|starting|begins?|began)\b[^,.;:!?\n]*?"
     r"\b(?:heads|tails)\b", re.I)
 _NOT_HEADS = re.compile(r"(?:\bnot|\bno longer|\bnever|n't)\s+(?:(?:still|be|on|showing|facing)\s+)*heads\b|\btails\b", re.I)
 _HEADS = re.compile(r"\bheads\b", re.I)  # "Heads up.", "still heads up", "back to heads", once negations are gone
+_WHETHER = re.compile(r"\bwhether\b(?!\s+or\s+not)", re.I)
 _ABOUT_COIN = re.compile(r"\b(?:coin|heads|tails)\b", re.I)
 _SENTENCE = re.compile(r"[^.!?;\n]+[.!?;]*")
 
 
 def _asks(sentence: str) -> bool:
-    """A question, or a sentence holding one ("We must find out whether it is heads up.")."""
-    return sentence.rstrip(" *_\"'”’)").endswith("?") or re.search(r"\bwhether\b", sentence, re.I) is not None
+    """A question, or a sentence holding one ("We must find out whether it is heads up.", not
+    "whether or not Bob flips, ...")."""
+    return sentence.rstrip(" *_\"'”’)").endswith("?") or _WHETHER.search(sentence) is not None
 
 
 def _verdict(sentence: str) -> str | None:
