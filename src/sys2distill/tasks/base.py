@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 from typing import ClassVar
 
 from sys2distill.records import Example
 
+# "The answer (Yes or No) is": a parenthetical after "answer" names the expected format, not the answer.
+FORMAT_NOTE = r"(?:\s*\([^()\n]*\))?"
 # "The answer is X", "Final answer: X", "Answer: X" — the last such phrase wins, since
 # System 2 outputs often restate the question ("...what is the answer?") before answering.
 ANSWER_MARKER = re.compile(
-    r"(?:final answer|the answer is|answer is|answer:|answer would be|result is|result:)\s*[:\-]?\s*(.+)",
+    rf"(?:final answer{FORMAT_NOTE}|\banswer{FORMAT_NOTE}\s*(?:is\b|would be\b|:)|result is|result:)\s*[:\-]?\s*(.+)",
     re.IGNORECASE,
 )
 
@@ -26,8 +29,11 @@ def after_last_marker(text: str) -> str | None:
 
 
 def normalize(text: str) -> str:
-    """Casefold and strip punctuation, quotes, markdown emphasis and surrounding space."""
-    text = text.casefold().replace("**", "")
+    """Casefold and strip punctuation, quotes, markdown emphasis and surrounding space.
+
+    NFC first: a model may write "é" as "e" + a combining accent, which must equal the gold's "é".
+    """
+    text = unicodedata.normalize("NFC", text).casefold().replace("**", "")
     # Keep a leading minus on a number: "-5" and "5" are different answers (GSM8K has both).
     sign = "-" if re.match(r"\s*-\d", text) else ""
     return sign + text.strip().strip(string.punctuation + "“”‘’ \t").strip()
