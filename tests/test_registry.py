@@ -30,7 +30,7 @@ def test_a_new_module_registers_itself(tmp_path, monkeypatch):
 
 
 def test_every_shipped_module_is_registered():
-    assert {"gsm8k", "coin_flip", "last_letter", "sycophancy", "pairwise_judge"} <= set(TASKS)
+    assert {"dataset", "gsm8k", "coin_flip", "last_letter", "sycophancy", "pairwise_judge"} <= set(TASKS)
     assert {"system1", "rar_1step", "rar_2step", "cot", "cot_fewshot", "s2a", "bsm"} <= set(METHODS)
     assert {"majority", "usc", "perturbation_consistency"} <= set(FILTERS)
 
