@@ -152,3 +152,13 @@ def test_chain_files_are_read_into_the_config(tmp_path, monkeypatch):
         load_config("sub/run.yaml", ["chains.x=nope.yaml"])
     with pytest.raises(UserError, match="did you mean 'max_tokens'"):
         load_config(None, ["chains={c: {steps: [{name: a, prompt: x, max_token: 3}]}}"])
+
+
+def test_editing_a_chain_invalidates_its_generated_traces(tmp_path):
+    steps = [{"name": "a", "prompt": "{question}"}]
+    p = pipeline(tmp_path, {"c": {"steps": steps}})
+    p.dir.mkdir(parents=True)
+    p._write_marker("generate", done=True)
+    assert pipeline(tmp_path, {"c": {"steps": steps}})._done("generate")
+    with pytest.raises(UserError, match="'generate' stage made with different chains"):
+        pipeline(tmp_path, {"c": {"steps": [{"name": "a", "prompt": "{question}\nThink."}]}})._done("generate")

@@ -255,41 +255,6 @@ def shipped_configs() -> list[str]:
     return sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config (optional), apply ``a.b=value`` overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file() and (CONFIG_DIR / f"{path}.yaml").is_file():
-            p = CONFIG_DIR / f"{path}.yaml"  # a shipped config by name: `sys2distill run rar_last_letter`
-        if not p.is_file():
-            raise UserError(f"config file not found: {p}: pass a YAML file such as configs/rar_last_letter.yaml "
-                            f"or a shipped config's name ({', '.join(shipped_configs())})")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"config {p} is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"config {p} must be a YAML mapping of keys to values")
-    base = p.parent if path is not None else Path.cwd()
-    _resolve_paths(data, base)  # before the overrides: a path on the command line is relative to where you are
-    for item in overrides:
-        keys, value = parse_override(item)
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise UserError(f"override {item!r}: {k!r} is not a section")
-        node[keys[-1]] = value
-    chains = data.get("chains")
-    if isinstance(chains, dict):  # chain files are read in, so the run folder's config.yaml holds every prompt
-        data["chains"] = {name: read_chain(c, base) if isinstance(c, str) else c for name, c in chains.items()}
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as e:
-        raise UserError(_explain(e)) from None
-
-
 # task.options holding file paths (the dataset task's data, other tasks' input files)
 PATH_OPTIONS = ("path", "test_path", "data_dir")
 
@@ -325,6 +290,41 @@ def read_chain(ref: str, base: Path = Path(".")) -> dict:
         raise UserError(f"chain file {found} must be a mapping with `steps:` (a list of {{name, prompt}}) and an "
                         "optional `label:`")
     return chain
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config (optional), apply ``a.b=value`` overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file() and (CONFIG_DIR / f"{path}.yaml").is_file():
+            p = CONFIG_DIR / f"{path}.yaml"  # a shipped config by name: `sys2distill run rar_last_letter`
+        if not p.is_file():
+            raise UserError(f"config file not found: {p}: pass a YAML file such as configs/rar_last_letter.yaml "
+                            f"or a shipped config's name ({', '.join(shipped_configs())})")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"config {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"config {p} must be a YAML mapping of keys to values")
+    base = p.parent if path is not None else Path.cwd()
+    _resolve_paths(data, base)  # before the overrides: a path on the command line is relative to where you are
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    chains = data.get("chains")
+    if isinstance(chains, dict):  # chain files are read in, so the run folder's config.yaml holds every prompt
+        data["chains"] = {name: read_chain(c, base) if isinstance(c, str) else c for name, c in chains.items()}
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise UserError(_explain(e)) from None
 
 
 def dump_config(cfg: RunConfig) -> str:
