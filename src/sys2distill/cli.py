@@ -150,11 +150,12 @@ def show_prompt(args: Annotated[list[str], typer.Argument(help="CONFIG [key=valu
 @_user_errors
 def init(data: Annotated[str, typer.Option(help="Your rows: a JSONL, CSV or Parquet file, or a Hugging Face dataset id.")],
          question: Annotated[str, typer.Option(help="What the model is asked, a template over a row's fields, "
-                                                    "e.g. '{question}' or 'Review: {text}\\nPositive or negative?'.")],
+                                                    "e.g. '{question}' or 'Review: {text} Positive or negative?'.")],
          answer: Annotated[Optional[str], typer.Option(help="The field holding gold answers (test rows only).")] = None,
          answer_type: Annotated[Optional[str], typer.Option(help="number, choice, yes_no, exact, regex or judge_pair.")] = None,
          method: Annotated[str, typer.Option(help="A built-in System 2 method (rar_2step, cot, ...) or a chain "
                                                   "YAML file of prompt steps.")] = "rar_2step",
+         data_config: Annotated[Optional[str], typer.Option(help="A Hugging Face dataset's config name, e.g. main.")] = None,
          test: Annotated[Optional[str], typer.Option(help="Test rows: a second file (or, for a Hub dataset, a split "
                                                           "name). Default: a seeded --test-ratio of the rows.")] = None,
          test_ratio: Annotated[Optional[float], typer.Option(help="Share of the rows held out for testing (0.2).")] = None,
@@ -168,8 +169,8 @@ def init(data: Annotated[str, typer.Option(help="Your rows: a JSONL, CSV or Parq
     from sys2distill.scaffold import write_config
 
     out_path = Path(out or f"{Path(data).stem}_{Path(method).stem}.yaml")
-    typer.echo(write_config(out_path, data, question, answer, answer_type, method, test, test_ratio, choices, pattern,
-                            responses, model, force))
+    typer.echo(write_config(out_path, data, question, answer, answer_type, method, data_config, test, test_ratio,
+                            choices, pattern, responses, model, force))
 
 
 @app.command("list")

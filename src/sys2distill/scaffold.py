@@ -24,7 +24,7 @@ def _y(value) -> str:
 
 
 def write_config(out: Path, data: str, question: str, answer: str | None, answer_type: str | None,
-                 method: str, test: str | None, test_ratio: float | None, choices: str | None,
+                 method: str, data_config: str | None, test: str | None, test_ratio: float | None, choices: str | None,
                  pattern: str | None, responses: str | None, model: str, force: bool) -> str:
     """Write the config to ``out``; returns a one-paragraph summary for the terminal."""
     if out.exists() and not force:
@@ -35,9 +35,11 @@ def write_config(out: Path, data: str, question: str, answer: str | None, answer
         raise UserError("pass --answer FIELD (the test rows' gold answers; train rows need none) and --answer-type "
                         "(number, choice, yes_no, exact, regex or judge_pair)")
     base = out.resolve().parent
-    local = Path(data).suffix.lower() in FILE_BUILDERS
-    options: dict = {"path": _relative(data, base) if local else data, "question": question, "answer": answer,
-                     "answer_type": answer_type}
+    local = Path(data).suffix.lower() in FILE_BUILDERS  # a file; else a Hub id or a dataset folder, with splits
+    options: dict = {"path": _relative(data, base) if Path(data).exists() else data, "question": question,
+                     "answer": answer, "answer_type": answer_type}
+    if data_config is not None:
+        options["config"] = data_config
     if test and local:
         options["test_path"] = _relative(test, base)
     elif test:
@@ -53,7 +55,7 @@ def write_config(out: Path, data: str, question: str, answer: str | None, answer
 
     # The task built from the options (paths as the user gave them): the splits sized to the data,
     # then every selected row read, templated and its gold answer parsed.
-    as_given = {**options, **({"path": data} if local else {}), **({"test_path": test} if test and local else {})}
+    as_given = {**options, "path": data, **({"test_path": test} if test and local else {})}
     rows = DatasetTask(**as_given)
     sizes = {split: min(DEFAULT_SIZE, len(rows.rows(split))) for split in ("train", "test")}
     DatasetTask(sizes["train"], sizes["test"], **as_given).check_data()
@@ -118,6 +120,7 @@ _OPTION_NOTES = {
     "question": "  # what the model is asked: a template over the row's fields",
     "answer": "  # the gold field; only test rows need it",
     "answer_type": "  # number | choice | yes_no | exact | regex | judge_pair: picks the extraction rule",
+    "config": "  # the Hugging Face dataset's config name",
     "test_path": "  # the test rows",
     "test_split": "  # the test split",
     "test_ratio": "  # this share of the rows is held out for testing (seeded by task.seed)",
