@@ -111,9 +111,10 @@ def test_vendored_copy_is_the_official_set():
 def test_bad_data_is_one_clear_line(tmp_path):
     with pytest.raises(UserError, match="set task.options.data_dir"):
         REGISTRY["gsm8k"](data_dir=str(tmp_path)).load("test")
-    (tmp_path / "test.jsonl").write_text('{"question": "q", "answer": "no marker"}\n')
-    with pytest.raises(UserError, match="row 1 is not GSM8K format"):
-        REGISTRY["gsm8k"](data_dir=str(tmp_path)).load("test")
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text('{"question": "q", "answer": "no marker"}\n')
+    with pytest.raises(UserError, match="test.jsonl row 1: gold answer 'no marker' is not a number"):
+        REGISTRY["gsm8k"](test_size=1, data_dir=str(tmp_path)).load("test")
 
 
 def test_cot_fewshot_prompt_and_exemplar_override(task):

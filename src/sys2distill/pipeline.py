@@ -40,7 +40,8 @@ from sys2distill.report import RESULTS_JSON, Results, build_results, write_resul
 
 STAGES = ("generate", "filter", "train", "evaluate", "report")
 # Config keys each stage's outputs depend on (cumulative: a stage depends on its inputs' keys).
-_KEYS = {"generate": ["model", "task", "backend.dtype", "generation", "distill.methods", "prompts", "method_options"]}
+_KEYS = {"generate": ["model", "task", "backend.dtype", "generation", "distill.methods", "prompts", "method_options",
+                      "chains"]}
 _KEYS["filter"] = _KEYS["generate"] + ["filter", "distill.target"]
 _KEYS["train"] = _KEYS["filter"] + ["train"]
 _KEYS["evaluate"] = _KEYS["train"] + ["evaluate"]
@@ -107,8 +108,15 @@ class Pipeline:
         self.dir = cfg.path
         # Fail fast: every name in the config is checked before any work starts.
         task_cls = lookup(tasks.REGISTRY, cfg.task.name, "task")
-        for m in {*(s.method for s in cfg.distill.specs), *cfg.evaluate.systems, *cfg.prompts, *cfg.method_options}:
-            lookup(methods.REGISTRY, m, "method")
+        for name in cfg.chains:
+            if name in methods.REGISTRY:
+                raise UserError(f"chain {name!r} has the name of a built-in method: rename it under `chains:`")
+        for m in {*cfg.prompts, *cfg.method_options} & set(cfg.chains):
+            raise UserError(f"chain {m!r} has its prompts and options in its steps: edit them under `chains:`, not in "
+                            "`prompts:` or `method_options:`")
+        method_names = {*(s.method for s in cfg.distill.specs), *cfg.evaluate.systems, *cfg.prompts, *cfg.method_options}
+        for m in method_names:
+            lookup({**methods.REGISTRY, **cfg.chains}, m, "method or chain" if cfg.chains else "method")
         for f in [cfg.filter, *(s.filter for s in cfg.distill.specs if s.filter)]:
             lookup(filters.REGISTRY, f.name, "filter")
         self.backend_cls = lookup(backends.REGISTRY, cfg.backend.name, "backend")
@@ -119,12 +127,20 @@ class Pipeline:
             self.task = task_cls(train_size=t.train_size, test_size=t.test_size, seed=t.seed, source=t.source, **t.options)
         except TypeError as e:
             raise UserError(f"bad task.options for {t.name!r}: {e}".replace("__init__() ", "")) from None
+        # Fail fast, before any model is loaded: bad data, templates, chains and prompt overrides.
+        self.task.check_data()
+        for m in method_names:
+            self.method(m)
         self._backend = backend
         self._loaded_base = loaded_base  # (model, tokenizer) for tests that build a tiny model in-process
         self.timings: dict[str, dict] = {}
 
     # -- shared pieces ---------------------------------------------------------------------
     def method(self, name: str):
+        if name in self.cfg.chains:
+            from sys2distill.methods.chain import Chain
+
+            return Chain(name, self.cfg.chains[name], self.task)
         return methods.REGISTRY[name](self.task, self.cfg.prompts.get(name), self.cfg.method_options.get(name))
 
     def backend(self) -> Backend:

@@ -92,6 +92,19 @@ class Task:
         whether the answers disagree. None: the task has no pairs."""
         return None
 
+    #: The names ``prompt_fields`` provides, known before any example is loaded: a chain step's
+    #: template is checked against them when the chain is built.
+    prompt_field_names: ClassVar[tuple[str, ...]] = ()
+
     def prompt_fields(self, example: Example) -> dict[str, object]:
         """Extra placeholders prompts may use besides ``{question}`` (e.g. ``{num_words}``)."""
         return {}
+
+    @property
+    def prompt_variant(self) -> str:
+        """Which ``"name@variant"`` prompts methods use for this task: its own name unless it poses
+        another task's problem (a ``dataset`` of response pairs takes the judge prompts)."""
+        return self.name
+
+    def check_data(self) -> None:
+        """Read the data now, so a bad file or template fails before any model is loaded."""

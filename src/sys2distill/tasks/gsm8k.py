@@ -1,8 +1,8 @@
 """GSM8K grade-school maths (Cobbe et al. 2021), the CoT task of arXiv 2407.06023 Sec. 4.4, Table 4.
 
-Reads the official JSONL files (``{"question", "answer": "... #### 18"}``) of a folder holding
-``train.jsonl`` and ``test.jsonl``, with ``datasets.load_dataset("json", data_files=...)`` so any
-copy in that public format works. The default folder is the vendored copy in ``data/gsm8k/``
+A preset of the ``dataset`` task: the official JSONL files (``{"question", "answer": "... #### 18"}``)
+of a folder holding ``train.jsonl`` and ``test.jsonl``, answer type ``number``, whose rule is the
+one defined here. The default folder is the vendored copy in ``data/gsm8k/``
 (openai/grade-school-math, MIT, licence kept beside it). Train items become unlabeled
 distillation inputs (7,473; a seeded sample of ``train_size``); test items are the first
 ``test_size`` of 1,319, in file order, so runs of different sizes share a prefix.
@@ -10,17 +10,15 @@ distillation inputs (7,473; a seeded sample of ``train_size``); test items are t
 
 from __future__ import annotations
 
-import random
 import re
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
 from sys2distill.errors import UserError
-from sys2distill.records import Example
 from sys2distill.tasks import register_task
-from sys2distill.tasks.base import FORMAT_NOTE, Task
-from sys2distill.tasks.names import SPLITS, check_choice
+from sys2distill.tasks.base import FORMAT_NOTE
+from sys2distill.tasks.dataset import DatasetTask
 
 DATA_DIR = Path(__file__).parent / "data" / "gsm8k"
 
@@ -128,7 +126,7 @@ def _unmarked(text: str) -> str | None:
 
 
 @register_task("gsm8k")
-class GSM8K(Task):
+class GSM8K(DatasetTask):
     """Grade-school word problems with an integer (rarely decimal) final answer."""
 
     version = 2
@@ -141,43 +139,22 @@ class GSM8K(Task):
         "3/4 = 0.75, number words up to twenty; else None"
     )
 
+    sources = ("gsm8k", "synthetic")  # "synthetic" = the config default; same data
+    source_label = "gsm8k"
+
     def __init__(self, train_size: int = 200, test_size: int = 200, seed: int = 0, source: str = "gsm8k",
                  data_dir: str | None = None):
-        super().__init__(train_size, test_size, seed, source)
-        check_choice(source, ("gsm8k", "synthetic"), "gsm8k source")  # "synthetic" = the config default; same data
         self.data_dir = Path(data_dir).expanduser() if data_dir else DATA_DIR
+        super().__init__(train_size, test_size, seed, source, path=str(self.data_dir / "train.jsonl"),
+                         test_path=str(self.data_dir / "test.jsonl"), question="{question}", answer="answer",
+                         answer_type="number")
 
-    def _rows(self, split: str) -> list[dict]:
-        path = self.data_dir / f"{split}.jsonl"
-        if not path.is_file():
-            raise UserError(f"GSM8K file {path} not found: set task.options.data_dir to a folder with train.jsonl "
-                            "and test.jsonl (official format)")
-        import datasets
-
-        was_on = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()  # one bar per split file is noise in the run log
-        try:
-            rows = datasets.load_dataset("json", data_files=str(path), split="train").to_list()
-        finally:
-            if was_on:
-                datasets.enable_progress_bars()
-        bad = next((i for i, r in enumerate(rows, 1) if not {"question", "answer"} <= r.keys() or "####" not in str(r["answer"])), None)
-        if bad is not None:
-            raise UserError(f"{path} row {bad} is not GSM8K format: each row needs 'question' and an 'answer' "
-                            "ending in '#### <number>'")
-        return rows
-
-    def load(self, split: str) -> list[Example]:
-        check_choice(split, SPLITS, "split")
-        rows = list(enumerate(self._rows(split)))
-        size = self.train_size if split == "train" else self.test_size
-        if split == "train":  # a seeded sample: the file's order groups similar problems
-            random.Random(f"{self.name}-{self.seed}-train").shuffle(rows)
-        # Train labels are dropped here: distillation must learn from the model's own votes only.
-        return [Example(id=f"{self.name}-{split}-{i:04d}", question=r["question"],
-                        answer=canonical(r["answer"].rsplit("####", 1)[1]) if self.labeled(split) else None,
-                        metadata={"source": "gsm8k", "line": i})
-                for i, r in rows[:size]]
+    def rows(self, split: str):
+        for path in (self.path, self.test_path):
+            if not Path(path).is_file():
+                raise UserError(f"GSM8K file {path} not found: set task.options.data_dir to a folder with train.jsonl "
+                                "and test.jsonl (official format)")
+        return super().rows(split)
 
     def extract_answer(self, text: str) -> str | None:
         text = _LATEX_FRAC.sub(r"\1/\2", text)

@@ -166,6 +166,8 @@ class LastLetter(Task):
                 return answer
         return None
 
+    prompt_field_names = ("num_words",)
+
     def prompt_fields(self, example: Example) -> dict[str, object]:
         return {"num_words": example.metadata["num_words"]}
 
