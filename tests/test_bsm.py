@@ -10,7 +10,7 @@ from sys2distill.backends.base import SamplingParams
 from sys2distill.config import load_config
 from sys2distill.dataset import build_records
 from sys2distill.errors import UserError
-from sys2distill.evaluator import score
+from scoring import score
 from sys2distill.filters import REGISTRY as FILTERS
 from sys2distill.methods import REGISTRY as METHODS
 from sys2distill.methods.bsm import parse_plan, parse_scores

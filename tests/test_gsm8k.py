@@ -52,6 +52,40 @@ def test_numeric_extraction(task, text, answer):
     assert task.extract_answer(text) == answer
 
 
+# Answer-rule classes of issue 18, each with cases written for this test (not the issue's lines).
+@pytest.mark.parametrize("text, answer", [
+    # A stated answer wins over arithmetic in the explanation after it.
+    ("The answer is 64. To check: 8 * 8 = 64, and half of that = 32", "64"),
+    ("The answer is 15, since 3 * 5 = 15 and 15 - 5 = 10.", "15"),
+    ("Final answer: 7 boxes, which is 2 more than 5 = 5", "7"),
+    # A marked sentence that opens with words states its result after them, not in its lead-in.
+    ("Final answer: For 6 friends, each one gets 4 slices.", "4"),
+    ("Final answer: By week 2, the total is $1,250.", "1250"),
+    ("The answer is: In 5 days the tank holds 250 liters.", "250"),  # no result word: its last number
+    ("Final answer: total = 4 * 6 = 24 cookies", "24"),
+    ("the final answer is 15 gallons * 8 pints per gallon = 120 pints", "120"),  # units inside an equation
+    # Fractions are numbers.
+    ("The answer is 3/8.", "0.375"),
+    ("So she ate \\boxed{\\frac{1}{3}} of the pie.", "1/3"),
+    ("Each gets 10/4 cups.", "2.5"),
+    ("The answer is 12/25/2024", "12"),  # a date, not a fraction
+    # No marker: a reply that opens with its answer keeps it; one that reasons first ends on it.
+    ("$56 in total. She sold 14 cups at $4 each: 14 * 4 = 55, minus 1 spilled", "56"),
+    ("56 dollars.\nShe sold 14 cups, so 14 * 4 = 56 and then 56 - 6 = 50 after costs.", "56"),
+    ("Maria saved 90 dollars. This is because she put away 15 dollars for 6 weeks.", "90"),
+    ("Maria saves 15 dollars a week. After 6 weeks she has 15 * 6 = 90 dollars.", "90"),
+    ("Chair = 3 feet\nTable = 3 * 2 = 6 feet", "6"),
+    ("1. She buys 3 packs.\n2. Each pack has 4, so 3 * 4 = 12.", "12"),
+])
+def test_answer_rule_classes(task, text, answer):
+    assert task.extract_answer(text) == answer
+
+
+def test_fractions_compare_numerically_with_gold(task):
+    assert task.correct("6/3", Example("e", "q", "2")) and task.correct("1/4", Example("e", "q", "0.25"))
+    assert task.is_correct("2/6", "1/3") and not task.is_correct("1/3", "0.33")
+
+
 def test_correct_compares_numbers_not_spellings(task):
     ex = Example("e", "q", "2125")
     assert task.correct("2,125", ex) and task.correct("$2125.00", ex) and not task.correct("212", ex)
@@ -77,9 +111,10 @@ def test_vendored_copy_is_the_official_set():
 def test_bad_data_is_one_clear_line(tmp_path):
     with pytest.raises(UserError, match="set task.options.data_dir"):
         REGISTRY["gsm8k"](data_dir=str(tmp_path)).load("test")
-    (tmp_path / "test.jsonl").write_text('{"question": "q", "answer": "no marker"}\n')
-    with pytest.raises(UserError, match="row 1 is not GSM8K format"):
-        REGISTRY["gsm8k"](data_dir=str(tmp_path)).load("test")
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text('{"question": "q", "answer": "no marker"}\n')
+    with pytest.raises(UserError, match="test.jsonl row 1: gold answer 'no marker' is not a number"):
+        REGISTRY["gsm8k"](test_size=1, data_dir=str(tmp_path)).load("test")
 
 
 def test_cot_fewshot_prompt_and_exemplar_override(task):

@@ -7,6 +7,7 @@ import pytest
 from sys2distill.config import load_config
 from sys2distill.errors import UserError
 from sys2distill.pipeline import Pipeline
+from sys2distill.evaluator import EvalRow, FilterCheck
 from sys2distill.records import DistillRecord, FilterDecision, Trace, read_records
 from sys2distill.tasks.last_letter import LastLetter
 
@@ -68,14 +69,40 @@ def test_end_to_end_then_resume(tmp_path, tiny):
     md = (d / "results.md").read_text()
     assert "| Distilled RaR 2-step |" in md and "Extraction rule" in md
 
+    # One row per (system, test item), scored once: every number in results.json follows from them.
+    rows = read_records(d / "evaluate" / "rows.jsonl", EvalRow)
+    assert sorted((r.system, r.id) for r in rows) == sorted({(r.system, r.id) for r in rows}) and len(rows) == 6 * 4
+    for s in results["scores"]:
+        mine = [r for r in rows if r.system == s["system"]]
+        assert s["accuracy"] == sum(r.correct for r in mine) / 4 and s["mean_tokens"] == sum(r.tokens for r in mine) / 4
+    distilled = [r for r in rows if r.system == "distill_rar_2step"]
+    assert {(r.kind, r.method, r.source, r.label) for r in distilled} == {
+        ("distilled", "system1", "rar_2step", "Distilled RaR 2-step")}
+    assert all(r.model == str(d / "train" / "rar_2step") and r.gold and r.steps for r in distilled)
+    checks = read_records(d / "evaluate" / "filter_check.jsonl", FilterCheck)  # the filter's precision, from train labels
+    kept = results["filter"]["rar_2step"]["kept"]
+    assert len([c for c in checks if c.entry == "rar_2step"]) == kept
+    assert results["filter"]["rar_2step"]["precision"] == sum(c.correct for c in checks if c.entry == "rar_2step") / kept
+    assert [c["system"] for c in results["comparisons"]] == labels[1:]  # each paired with System 1
+
     # Rerun: every stage is found finished, nothing is regenerated or retrained.
     stamps = {f: f.stat().st_mtime_ns for f in d.rglob("*.jsonl")}
     done = (d / "train" / "rar_2step" / "DONE.json").read_text()
-    make(tmp_path, tiny).run()
+    again = make(tmp_path, tiny).run()  # the README's Python example after its CLI run: the finished results
+    assert [s.label for s in again.scores] == labels and again.verdicts[0].sentence == results["verdicts"][0]["sentence"]
     assert {f: f.stat().st_mtime_ns for f in d.rglob("*.jsonl")} == stamps
     assert (d / "train" / "rar_2step" / "DONE.json").read_text() == done
 
     # A changed config on a finished stage is refused, not silently mixed in.
+    # The command line on the finished run prints the table and the verdict, not only the folder.
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "sys2distill", "run", str(d / "config.yaml")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Distilled RaR 2-step" in r.stdout and results["verdicts"][0]["sentence"][:60] in " ".join(r.stdout.split())
+
     with pytest.raises(UserError, match="different generation"):
         make(tmp_path, tiny, "generation.max_tokens=7").run()
     # Redoing a later stage keeps the earlier ones.
@@ -179,7 +206,7 @@ def test_write_granularity_is_not_part_of_a_stage_fingerprint(tmp_path, tiny):
     assert not [k for k in saved["config"] if "chunk" in k]
     # As versions before per-key fingerprints wrote it: whole sections, with the write size's old name.
     dump = p.cfg.model_dump()
-    saved["config"] = {k: dump[k] for k in ("model", "task", "prompts", "method_options")}
+    saved["config"] = {k: dump[k] for k in ("model", "task", "prompts", "method_options", "chains")}
     saved["config"] |= {"backend.dtype": "float32", "distill.methods": ["system1"],
                         "generation": {**dump["generation"], "chunk_size": 16}}
     del saved["config"]["generation"]["chunk_sequences"]

@@ -8,9 +8,10 @@ from sys2distill.methods.system1 import System1
 from sys2distill.records import Example, Step, Trace, append_jsonl, iter_jsonl, read_records, write_jsonl
 from sys2distill.backends.base import SamplingParams
 from scripted import ScriptedBackend
+from sys2distill.tasks.base import Task
 
 
-class FakeTask:
+class FakeTask(Task):
     name = "fake"
 
     def extract_answer(self, text):

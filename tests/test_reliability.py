@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from conftest import build_tiny_model
 from fake_openai import FakeServer, _Handler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_pipeline import make, tiny  # noqa: F401  (tiny: the fixture)
+from test_pipeline import OVERRIDES, make, tiny  # noqa: F401  (tiny: the fixture)
 
 from sys2distill import pipeline
 from sys2distill.backends.base import SamplingParams
@@ -53,14 +54,15 @@ def one_line(e: pytest.ExceptionInfo, *parts: str) -> str:
 
 def test_row_1_gsm8k_garbage_line_names_file_and_line(tmp_path):
     good = json.dumps({"question": "1+1?", "answer": "1+1=2\n#### 2"})
+    (tmp_path / "test.jsonl").write_text(f"{good}\n")
     (tmp_path / "train.jsonl").write_text(f"{good}\n<<<garbage\n{good}\n")
     with pytest.raises(UserError) as e:
         TASKS["gsm8k"](data_dir=str(tmp_path), train_size=2).load("train")
     one_line(e, "train.jsonl line 2", "fix or delete that line")
-    (tmp_path / "train.jsonl").write_text(f'{good}\n{{"question": "q", "answer": 7}}\n')  # JSON, but not GSM8K
+    (tmp_path / "train.jsonl").write_text(f'{good}\n{{"answer": "#### 7"}}\n')  # JSON, but no question
     with pytest.raises(UserError) as e:
         TASKS["gsm8k"](data_dir=str(tmp_path), train_size=2).load("train")
-    one_line(e, "row 2 is not GSM8K format")
+    one_line(e, "names field 'question', which gsm8k row 2 does not have")
 
 
 def test_row_2_sycophancy_eval_row_without_question(tmp_path):
@@ -276,7 +278,7 @@ def test_lost_stage_record_is_recovered_from_a_later_one(tmp_path, tiny):
     with pytest.raises(UserError) as e:
         make(tmp_path, tiny, "distill.methods=[system1]").run(stages=("filter",))
     one_line(e, "filter/STAGE.json is damaged, so the values filter's outputs were made with are unknown",
-             "pass --force filter")
+             "redo the stage with --force filter")
 
 
 def test_row_7_refused_rerun_leaves_config_yaml_and_records_as_they_were(tmp_path, tiny):
@@ -285,7 +287,7 @@ def test_row_7_refused_rerun_leaves_config_yaml_and_records_as_they_were(tmp_pat
     before = {f: f.read_bytes() for f in [p.dir / "config.yaml", *p.dir.glob("*/STAGE.json")]}
     with pytest.raises(UserError) as e:
         make(tmp_path, tiny, "distill.methods=[system1]", "generation.temperature=0.5").run()
-    one_line(e, "finished 'generate' stage made with different generation.temperature: pass --force generate")
+    one_line(e, "finished 'generate' stage made with different generation.temperature: redo it with --force generate")
     assert {f: f.read_bytes() for f in before} == before
     assert "temperature: 0.0" in (p.dir / "config.yaml").read_text()
     assert json.loads((p.dir / "generate" / "STAGE.json").read_text())["config"]["generation.temperature"] == 0.0
@@ -326,18 +328,18 @@ def test_row_10_adaptive_stop_on_the_filter_resumes_when_the_filter_changes(tmp_
 
 
 def test_row_13_failed_start_then_fixed_input_starts_again(tmp_path, tiny):
-    data = tmp_path / "gsm8k"
-    data.mkdir()
-    row = json.dumps({"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"})
-    for split in ("train", "test"):
-        (data / f"{split}.jsonl").write_text(f"{row}\n" * 4)
-    args = ["task.name=gsm8k", "task.train_size=3", "task.test_size=2", "distill.methods=[system1]"]
-    with pytest.raises(UserError, match="set task.options.data_dir"):
-        make(tmp_path, tiny, *args, f"task.options={{data_dir: {tmp_path}/nowhere}}").run(stages=("generate",))
-    p = make(tmp_path, tiny, *args, f"task.options={{data_dir: {data}}}")
-    p.run(stages=("generate",))  # nothing was computed under the old path: no refusal
-    assert len(read_records(p.dir / "generate" / "system1.jsonl", Trace)) == 3 * 2
-    assert json.loads((p.dir / "generate" / "STAGE.json").read_text())["config"]["task"]["options"] == {"data_dir": str(data)}
+    # A model that cannot be loaded fails inside generate, after its record says "started" (bad data
+    # fail before that: the task checks its data when the pipeline is made).
+    args = ["distill.methods=[system1]", f"run_dir={tmp_path}/{{name}}", *[o for o in OVERRIDES if "distill" not in o]]
+    with pytest.raises(UserError, match="model 'org/nomodelhere' is not"):
+        pipeline.Pipeline(load_config(None, [*args, "model=org/nomodelhere"])).run(stages=("generate",))
+    assert json.loads((tmp_path / "run" / "generate" / "STAGE.json").read_text())["done"] is False
+    p = make(tmp_path, tiny, "distill.methods=[system1]")  # the model fixed (here: the in-process one)
+    p.run(stages=("generate",))  # nothing was computed with the other model: no refusal
+    assert len(read_records(p.dir / "generate" / "system1.jsonl", Trace)) == 6 * 2
+    assert json.loads((p.dir / "generate" / "STAGE.json").read_text())["config"]["model"] == "embedded"
+    with pytest.raises(UserError, match="finished 'generate' stage made with different model"):
+        pipeline.Pipeline(load_config(None, [*args, "model=org/nomodelhere"])).run(stages=("generate",))
 
 
 def test_a_stage_sees_only_the_config_it_declares(tmp_path, tiny, monkeypatch):
@@ -402,12 +404,12 @@ def _damage(path: Path, kind: str, draw) -> None:
 
 def _results(run: Path) -> dict:
     """What a run computed: the scores, the filter's yield, and every record (traces as multisets: a
-    repaired trace file holds the same lines, regrouped)."""
+    repaired trace file holds the same lines, regrouped; evaluation rows name the checkpoint by its path)."""
     results = json.loads((run / "results.json").read_text())
     out = {"scores": results["scores"], "filter": {k: {kk: vv for kk, vv in v.items() if kk != "train"}
                                                      for k, v in results["filter"].items()}}
     for f in sorted(run.glob("*/*.jsonl")):
-        out[f.relative_to(run).as_posix()] = sorted(f.read_text().splitlines())
+        out[f.relative_to(run).as_posix()] = sorted(re.sub(r'"/[^"]*/run/', '"<run>/', f.read_text()).splitlines())
     return out
 
 

@@ -84,3 +84,30 @@ def test_reproduce_reports_failures_resumes_and_renders(tmp_path, tiny, monkeypa
 
     img = Image.open(shot).convert("L")
     assert img.height > 2000 and len(set(img.getdata())) > 50  # a long, drawn page, not a blank one
+
+
+def test_summary_row_compares_the_distilled_model_with_its_own_system2():
+    """The BSM row once showed CoT's numbers in the System 2 column."""
+    from sys2distill.report import Results, SystemScore
+    from sys2distill.reproduce import _summary_row
+
+    def s(system, kind, acc, source=None):
+        return SystemScore(system=system, label=system.upper(), kind=kind, source=source, n=10, correct=int(10 * acc),
+                           accuracy=acc, accuracy_ci=(0.0, 1.0), mean_tokens=10 * acc, extraction_failures=0.0)
+
+    results = Results(task="pairwise_judge", model="m", extraction_rule="r", task_version=1, config={}, comparisons=[],
+                      verdicts=[], filter={}, stages={}, versions={},
+                      scores=[s("system1", "system1", 0.1), s("cot", "system2", 0.2), s("bsm", "system2", 0.7),
+                              s("distill_bsm", "distilled", 0.5, source="bsm")])
+    row = _summary_row("bsm_judge", results).split(" | ")
+    assert row[1].startswith("10.0%") and row[2].startswith("70.0%") and row[3].startswith("50.0%")
+
+
+def test_the_report_never_imports_the_pipeline():
+    import subprocess
+    import sys
+
+    code = ("import sys, sys2distill.report, sys2distill.verdict, sys2distill.reproduce; "
+            "print([m for m in ('sys2distill.pipeline', 'sys2distill.trainer') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr

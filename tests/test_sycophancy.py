@@ -113,7 +113,7 @@ def test_truthfulqa_reference_similarity():
 
 
 def test_evaluator_scores_biased_and_unbiased_separately():
-    from sys2distill.evaluator import score
+    from scoring import score
     from sys2distill.records import Step, Trace
 
     task = Sycophancy(test_size=8)

@@ -61,7 +61,8 @@ def test_coin_flip_synthetic_answers(k):
     for e in test:
         flips = e.question.count(" flips the coin.")
         assert flips + e.question.count(" does not flip the coin.") == k
-        assert e.question.startswith("A coin is heads up. ") and e.question.endswith(" Is the coin still heads up?")
+        assert e.question.startswith("A coin is heads up. ")
+        assert e.question.endswith(" Is the coin still heads up? Flip means reverse.")
         assert e.answer == ("yes" if flips % 2 == 0 else "no")
         assert e.metadata["flips"].count(True) == flips
     assert 0.35 < sum(e.answer == "yes" for e in test) / len(test) < 0.65  # roughly balanced
@@ -186,3 +187,85 @@ def test_coin_flip_extraction(text, expected):
 ])
 def test_is_correct(task, predicted, gold, ok):
     assert task.is_correct(predicted, gold) is ok
+
+
+# Answer-rule classes of issue 18, each with cases written for this test (not the issue's lines).
+@pytest.mark.parametrize("text, expected", [
+    # A "no" that is a determiner or adverb earlier in the trace does not beat the final statement.
+    ("Lena flips the coin, so it lands tails. Omar does not flip it, which has no effect. Therefore it is still tails.",
+     "no"),
+    ("Lena and Omar each reverse it, so there is no net change.\nSo the coin stays heads up.", "yes"),
+    ("No single flip matters here: two reversals cancel, and the coin ends heads up.", "yes"),
+    ("Omar makes no difference; the coin is heads up again.", "yes"),
+    ("There is no doubt. After Lena's flip the coin shows tails.", "no"),
+    # A parenthetical naming the format does not hide the answer marker.
+    ("Two flips cancel. The answer (Yes/No) is Yes. There is no trick to it.", "yes"),
+    ("Lena flipped once. The answer (yes or no) is: no", "no"),
+    # Short final states are answers.
+    ("Lena flips, Omar flips.\nBack to heads up.", "yes"),
+    ("Heads.", "yes"),
+    ("Result: tails up.", "no"),
+    ("Nah.", "no"),
+    ("Yup!", "yes"),
+    ("Nope, Lena turned it over.", "no"),
+    # The coin's state outweighs a reply to some other question in the same sentence.
+    ("Did Omar's flip change it for good? No, it is still heads up after Lena's.", "yes"),
+    # A "no" that opens a clause is a reply; one that ends it is too.
+    ("No, because only Lena reversed it.", "no"),
+    ("Two reversals, so no.", "no"),
+])
+def test_coin_flip_final_statement_decides(text, expected):
+    assert CoinFlip().extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "Suppose Lena flips it and Omar does not: is the coin heads up?",
+    "The task asks whether the coin is still heads up.",
+    "If only Omar flips the coin, is it still heads up",
+    "**Is the coin still heads up?** Flip means reverse.",
+    "A coin is heads up. Lena flips the coin. Omar does not flip the coin.",
+    "Answer with Yes or No.",
+    # Rephrased questions (RaR's step 1): a premise in other words, then the question.
+    "The coin begins heads up. Lena reverses it and Omar leaves it alone. After both turns, is it heads up? "
+    "Here, to flip means to turn it over.",
+    "Initially the coin shows heads. Lena turns it over, which changes it from heads to tails. "
+    "Then Omar turns it over as well. We must work out whether the coin now shows heads.",
+])
+def test_coin_flip_restated_question_is_no_answer(text):
+    assert CoinFlip().extract_answer(text) is None
+
+
+def test_coin_flip_an_aside_question_does_not_hide_the_answer():
+    assert CoinFlip().extract_answer("Lena flips it, so it shows tails. What about Omar? He leaves it alone.") == "no"
+    assert CoinFlip().extract_answer("Whether or not Omar acts, Lena's flip leaves it tails.") == "no"
+
+
+def test_coin_flip_hypothetical_clause_is_skipped_not_its_sentence():
+    # The "if" clause states nothing; the main clause does.
+    assert CoinFlip().extract_answer("If Lena flips it once, it ends up tails.") == "no"
+    assert CoinFlip().extract_answer("The coin goes from tails back to heads.") == "yes"
+
+
+@pytest.mark.parametrize("text, expected", [
+    # Filler words between the marker and the answer are not the answer.
+    ("The answer is simply ky.", "ky"),
+    ("The answer is clearly ky because Nicky ends in y.", "ky"),
+    ("Final answer: a two-letter string: ky", "ky"),
+    ("The answer is an 2-letter word ky.", "ky"),
+    ("So the final answer is just `ky`.", "ky"),
+    # ...but such a word is read when it is the answer ("Marian" + "Ivan" ends in "nn"; "an" is real).
+    ("The answer is an, since Maria ends in a and Ivan in n.", "an"),
+    # Letters outside A-Z belong to their word.
+    ('"José Zoë": José ends in é and Zoë in ë, so the answer is éë.', "éë"),
+    ("Raúl → l\nInés → s\nConcatenated: ls", "ls"),
+    ("The answer is e\u0301n.", "én"),  # "e" + a combining accent is the one letter "é"
+    ("Answer: ñ ö", "ñö"),
+])
+def test_last_letter_fillers_and_letters(text, expected):
+    assert LastLetter().extract_answer(text) == expected
+
+
+def test_last_letter_non_ascii_gold_scores():
+    task = LastLetter(source="rar", num_words=4, test_size=1000)
+    item = next(e for e in task.load("test") if "José" in e.question)
+    assert item.answer == "léon" and task.is_correct(task.extract_answer("The answer is LÉON."), item.answer)

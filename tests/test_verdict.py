@@ -3,11 +3,12 @@
 import pytest
 
 from sys2distill.config import load_config
-from sys2distill.evaluator import kvote, vote
+from scoring import score
+from sys2distill.evaluator import vote
 from sys2distill.plot import plot_accuracy_vs_tokens
 from sys2distill.records import Example, Step, Trace
 from sys2distill.tasks import REGISTRY
-from sys2distill.verdict import sentence, verdict
+from sys2distill.verdict import verdict
 
 
 def tr(ex, answer, tokens, j):
@@ -31,41 +32,48 @@ def test_kvote_uses_first_k_samples_and_counts_all_their_tokens():
     exs = [Example("a", "q", "18"), Example("b", "q", "7")]
     samples = {"a": [tr("a", "3", 10, 0), tr("a", "18", 20, 1), tr("a", "18", 30, 2)],
                "b": [tr("b", "7", 5, 0), tr("b", "1", 5, 1), tr("b", "2", 5, 2)]}
-    k1, k2, k3 = kvote(task, exs, samples, [1, 2, 3])
-    assert (k1["k"], k1["accuracy"], k1["mean_tokens"], k1["ties"]) == (1, 0.5, 7.5, 0.0)
-    assert (k2["accuracy"], k2["mean_tokens"], k2["ties"]) == (0.5, 20.0, 1.0)  # both items tie at k=2
-    assert (k3["accuracy"], k3["mean_tokens"], k3["ties"]) == (1.0, 37.5, 0.5)  # "18" wins 2-1; b's 3-way tie → "7"
+    greedy = {ex.id: v[:1] for ex, v in zip(exs, samples.values())}
+    k1, k2, k3 = score(task, exs, greedy, "cot", "CoT", "system2", ks=[1, 2, 3], samples=samples).by_k
+    assert (k1.k, k1.accuracy, k1.mean_tokens, k1.ties) == (1, 0.5, 7.5, 0.0)
+    assert (k2.accuracy, k2.mean_tokens, k2.ties) == (0.5, 20.0, 1.0)  # both items tie at k=2
+    assert (k3.accuracy, k3.mean_tokens, k3.ties) == (1.0, 37.5, 0.5)  # "18" wins 2-1; b's 3-way tie → "7"
+    assert k3.accuracy_ci[1] == 1.0 and k3.accuracy_ci[0] > 0.1  # Wilson at 2/2: not the degenerate 1–1
 
 
-def test_verdict_arithmetic():
-    # 10 items: System 1 gets 2 right, System 2 gets 7, distilled 6 → (0.6 − 0.2) / (0.7 − 0.2) = 80%.
-    s1, s2, d = [1.0] * 2 + [0.0] * 8, [1.0] * 7 + [0.0] * 3, [1.0] * 6 + [0.0] * 4
-    v = verdict(s1, s2, d, s2_tokens=[200.0] * 10, d_tokens=[20.0] * 10)
-    assert v["gap"] == pytest.approx(0.5) and v["recovered"] == pytest.approx(0.8)
-    assert v["token_ratio"] == pytest.approx(0.1) and v["token_ratio_ci"] == pytest.approx((0.1, 0.1))
-    lo, hi = v["recovered_ci"]
-    assert lo <= 0.8 <= hi
-    line = sentence(v, "Distilled CoT", "CoT")
-    assert line.startswith("Distilled CoT recovers 80% (95% CI") and "of the System 2 − System 1 accuracy gap" in line
-    assert "at 10% (10%–10%) of CoT's tokens (20.0 vs 200.0 per answer)" in line
+def _verdict(s1, s2, d, s2_tokens, d_tokens):
+    return verdict([bool(x) for x in s1], [bool(x) for x in s2], [bool(x) for x in d], s2_tokens, d_tokens,
+                   labels=("Distilled CoT", "CoT", "System 1"))
+
+
+def test_verdict_reports_gap_recovered_when_the_gap_is_clear():
+    # 40 items: System 1 gets 8 right, System 2 28 (a superset), distilled 24 → (24 − 8) / (28 − 8) = 80%.
+    s1, s2, d = [1] * 8 + [0] * 32, [1] * 28 + [0] * 12, [1] * 24 + [0] * 16
+    v = _verdict(s1, s2, d, s2_tokens=[200.0] * 40, d_tokens=[20.0] * 40)
+    assert v.gap.diff == pytest.approx(0.5) and v.gap.clear_of_zero and v.gap.wins == 20 and v.gap.losses == 0
+    assert v.recovered == pytest.approx(0.8) and v.recovered_ci[0] <= 0.8 <= v.recovered_ci[1]
+    assert v.token_ratio == pytest.approx(0.1) and v.token_ratio_ci == pytest.approx((0.1, 0.1))
+    assert v.items_needed is None
+    assert v.sentence.startswith("Distilled CoT recovers 80% (95% CI") and "of CoT's gain over System 1 (+50.0 points" in v.sentence
+    assert "at 10% (10%–10%) of CoT's tokens (20.0 vs 200.0 per answer)" in v.sentence
 
 
 @pytest.mark.parametrize("s2", [[1.0] * 2 + [0.0] * 8, [0.0] * 10])  # System 2 equal to, then below, System 1
-def test_verdict_when_system2_is_no_better_is_undefined(s2):
+def test_verdict_when_system2_is_no_better_has_no_gap_to_recover(s2):
     s1, d = [1.0] * 2 + [0.0] * 8, [1.0] * 5 + [0.0] * 5
-    v = verdict(s1, s2, d, [100.0] * 10, [10.0] * 10)
-    assert v["recovered"] is None and v["recovered_ci"] is None and v["gap"] <= 0
-    line = sentence(v, "Distilled CoT", "CoT")
-    assert "gap recovered is undefined" in line and "recovers" not in line
+    v = _verdict(s1, s2, d, [100.0] * 10, [10.0] * 10)
+    assert v.recovered is None and v.recovered_ci is None and v.gap.diff <= 0
+    assert "there is no System 2 gain to distil" in v.sentence and "recovers" not in v.sentence
 
 
-def test_verdict_warns_when_the_gap_is_noise_and_rejects_bad_input():
+def test_verdict_on_a_noisy_gap_says_how_many_items_would_be_needed():
+    # The case: 1 of 20 vs 2 of 20 — a ratio here once printed "recovers 200% (CI -200%–600%)".
     s1, s2, d = [0.0] * 19 + [1.0], [0.0] * 18 + [1.0] * 2, [0.0] * 20
-    v = verdict(s1, s2, d, [50.0] * 20, [5.0] * 20)
-    assert v["recovered"] == pytest.approx(-1.0) and v["gap_ci"][0] <= 0 < v["undefined_share"]
-    assert "Caution: the gap itself" in sentence(v, "D", "S2")
+    v = _verdict(s1, s2, d, [50.0] * 20, [5.0] * 20)
+    assert v.recovered is None and not v.gap.clear_of_zero and v.items_needed > 20
+    assert "is not clear of zero on 20 test items" in v.sentence and f"about {v.items_needed} paired items" in v.sentence
+    assert "recovers" not in v.sentence
     with pytest.raises(ValueError):
-        verdict([1.0], [1.0, 0.0], [1.0], [1.0], [1.0])
+        _verdict([1.0], [1.0, 0.0], [1.0], [1.0], [1.0])
 
 
 def test_plot_is_a_png(tmp_path):
@@ -113,7 +121,7 @@ def test_pipeline_reports_kvote_verdict_and_plot(tmp_path, embedded_tokenizer, t
         assert [e["k"] for e in s["by_k"]] == [1, 2] and s["by_k"][1]["mean_tokens"] > s["by_k"][0]["mean_tokens"]
     assert not (p.dir / "evaluate" / "fidelity_cot.jsonl").exists()  # reused the k-vote samples
     (v,) = results["verdicts"]
-    assert v["distilled_label"] == "Distilled CoT zero-shot" and v["system2_label"] == "CoT zero-shot" and v["n"] == 3
+    assert v["distilled"] == "Distilled CoT zero-shot" and v["system2"] == "CoT zero-shot" and v["n"] == 3
     md = (p.dir / "results.md").read_text()
     assert "## Distillability verdict" in md and "## Majority vote over k samples" in md
     assert "![accuracy vs generated tokens](accuracy_vs_tokens.png)" in md

@@ -25,14 +25,13 @@ different event (leader vs runner-up) and so changes filter decisions freely —
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from dataclasses import dataclass
 from math import ceil, comb
 from typing import Literal
 
 import numpy as np
 
-from sys2distill.tasks.base import normalize
+from sys2distill.tasks.base import tally
 
 
 def prob_leader_ahead(v1: int, v2: int) -> float:
@@ -66,7 +65,7 @@ class StopRule:
             return True
         if len(answers) < self.min_samples:
             return False
-        ranked = Counter(normalize(a) for a in answers if a is not None and normalize(a)).most_common(2)
+        ranked = tally(answers).most_common(2)
         v1 = ranked[0][1] if ranked else 0
         v2 = ranked[1][1] if len(ranked) > 1 else 0
         left = self.max_samples - len(answers)
@@ -90,7 +89,9 @@ class StopRule:
         winner, _, share = majority_vote(answers)
         now = winner if winner is not None and share >= self.threshold else None  # None: the filter drops it
         # Vote categories: each distinct answer, failed extractions (a vote for nobody), new answers.
-        votes = Counter(normalize(a) if a is not None and normalize(a) else None for a in answers)
+        votes: dict[str | None, int] = dict(tally(answers))
+        if len(answers) > sum(votes.values()):
+            votes[None] = len(answers) - sum(votes.values())
         labels = sorted(votes, key=lambda a: (a is None, str(a)))
         counts = np.array([votes[a] for a in labels], dtype=float)
         left = self.max_samples - len(answers)
@@ -99,21 +100,21 @@ class StopRule:
         rng = np.random.default_rng(seed)
         m = self.simulations
         # Columns: the seen categories, then one slot per possible new answer (each new answer is distinct).
-        tally = np.zeros((m, len(labels) + left))
-        tally[:, : len(labels)] = counts
+        draws = np.zeros((m, len(labels) + left))
+        draws[:, : len(labels)] = counts
         fresh = np.full(m, len(labels))  # next unused slot per simulation
         rows = np.arange(m)
         for step in range(left):
-            weights = np.concatenate([tally[:, : len(labels) + step], np.ones((m, 1))], axis=1)
+            weights = np.concatenate([draws[:, : len(labels) + step], np.ones((m, 1))], axis=1)
             cdf = weights.cumsum(1)
             pick = (cdf < rng.random((m, 1)) * cdf[:, -1:]).sum(1)
             is_new = pick == weights.shape[1] - 1
             pick = np.where(is_new, fresh, pick)
             fresh += is_new
-            tally[rows, pick] += 1
+            draws[rows, pick] += 1
         # Fixed-N decision per simulation: answer votes exclude the failed-extraction column.
-        answer_cols = [i for i, a in enumerate(labels) if a is not None] + list(range(len(labels), tally.shape[1]))
-        answers_tally = tally[:, answer_cols]
+        answer_cols = [i for i, a in enumerate(labels) if a is not None] + list(range(len(labels), draws.shape[1]))
+        answers_tally = draws[:, answer_cols]
         # A zero column gives every simulation a runner-up, even one with a single answer column.
         top2 = -np.sort(-np.concatenate([answers_tally, np.zeros((m, 1))], axis=1), axis=1)[:, :2]
         unique = top2[:, 0] > top2[:, 1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -64,7 +65,16 @@ def run(config: ConfigArg = None, overrides: Overrides = None,
     from sys2distill.pipeline import STAGES
 
     p = _pipeline(config, overrides)
-    p.run(tuple(stages.split(",")) if stages else STAGES, tuple(force or ()))
+    _show(p, p.run(tuple(stages.split(",")) if stages else STAGES, tuple(force or ())))
+
+
+def _show(p, results) -> None:
+    """The results table and verdict when the run has a report (also a finished run rerun), then the folder."""
+    if results is not None:
+        from sys2distill.report import RESULTS_MD, print_table
+
+        print_table(results)
+        typer.echo(f"report: {p.dir / RESULTS_MD}")
     typer.echo(f"run folder: {p.dir}")
 
 
@@ -73,8 +83,8 @@ def _stage_command(stage: str, doc: str):
     def command(config: ConfigArg = None, overrides: Overrides = None,
                 force: Annotated[bool, typer.Option(help="Delete this stage's outputs and redo it.")] = False):
         p = _pipeline(config, overrides)
-        p.run((stage,), (stage,) if force else ())
-        typer.echo(f"run folder: {p.dir}")
+        results = p.run((stage,), (stage,) if force else ())
+        _show(p, results if stage == "report" else None)
 
     command.__doc__ = doc
     app.command(stage)(command)
@@ -106,26 +116,70 @@ def reproduce(overrides: Overrides = None,
 
 @app.command("show-prompt")
 @_user_errors
-def show_prompt(method: str, task: str, config: Annotated[Optional[str], typer.Option(help="Config with prompt overrides.")] = None,
-                index: Annotated[int, typer.Option(help="Which test example to render.")] = 0):
-    """Print the prompt(s) METHOD sends for one TASK test example (the first step's, verbatim)."""
+def show_prompt(args: Annotated[list[str], typer.Argument(help="CONFIG [key=value ...], or METHOD TASK (a built-in "
+                                                               "method on a built-in task's defaults).")],
+                method: Annotated[Optional[list[str]], typer.Option(help="Only this method or chain (repeatable); "
+                                                                          "default: every one the config names.")] = None,
+                split: Annotated[str, typer.Option(help="Which split's item to render: test or train.")] = "test",
+                index: Annotated[int, typer.Option(help="Which item of that split to render.")] = 0):
+    """Print the exact text each step of each method sends for one real item, chat template included."""
     from sys2distill import methods
-    from sys2distill.config import load_config
+    from sys2distill.config import load_config, shipped_configs
     from sys2distill.pipeline import Pipeline
+    from sys2distill.preview import load_tokenizer, preview_steps, render
     from sys2distill.registry import lookup
 
-    lookup(methods.REGISTRY, method, "method")
-    cfg = load_config(config, [f"task.name={task}", "task.test_size=" + str(index + 1), "evaluate.systems=[]",
-                               "distill.methods=[]"])
+    first, rest = args[0], args[1:]
+    if len(rest) == 1 and "=" not in rest[0] and not Path(first).is_file() and first not in shipped_configs():
+        lookup(methods.REGISTRY, first, "method")  # the short form: METHOD TASK
+        cfg = load_config(None, [f"task.name={rest[0]}", "distill.methods=[]", f"evaluate.systems=[{first}]"])
+    else:
+        cfg = load_config(first, rest)
     p = Pipeline(cfg)
-    m = p.method(method)
-    ex = p.task.load("test")[index]
-    for key in sorted({k.split("@")[0] for k in m.PROMPTS}):
-        typer.echo(f"--- {method}.{key} (template: {m.template(key)!r})")
-        try:
-            typer.echo(m.prompt(key, ex)[0]["content"])
-        except UserError:  # a later step's prompt needs an earlier step's output
-            typer.echo(m.template(key))
+    names = list(dict.fromkeys(method or [*cfg.evaluate.systems, *(s.method for s in cfg.distill.specs)]))
+    for name in names:
+        lookup({**methods.REGISTRY, **cfg.chains}, name, "method or chain")
+    items = p.task.load(split)
+    if not 0 <= index < len(items):
+        raise UserError(f"--index {index} is out of range: the {split} split has {len(items)} items")
+    example, tokenizer = items[index], load_tokenizer(cfg.model)
+    typer.echo(f"item {example.id} ({split} split); chat template of model {cfg.model!r}; each step below is the "
+               "whole text the model reads")
+    for name in names:
+        m = p.method(name)
+        steps = preview_steps(m, example)
+        typer.echo(f"\n=== {name} ({m.label}): {len(steps)} step{'s' * (len(steps) != 1)} ===")
+        for k, step in enumerate(steps, 1):
+            needs = f" (holds the output of step {', '.join(step.needs)}, written at run time)" if step.needs else ""
+            typer.echo(f"--- step {k}/{len(steps)}: {step.name}{needs} ---")
+            typer.echo(render(tokenizer, step.messages))
+
+
+@app.command()
+@_user_errors
+def init(data: Annotated[str, typer.Option(help="Your rows: a JSONL, CSV or Parquet file, or a Hugging Face dataset id.")],
+         question: Annotated[str, typer.Option(help="What the model is asked, a template over a row's fields, "
+                                                    "e.g. '{question}' or 'Review: {text} Positive or negative?'.")],
+         answer: Annotated[Optional[str], typer.Option(help="The field holding gold answers (test rows only).")] = None,
+         answer_type: Annotated[Optional[str], typer.Option(help="number, choice, yes_no, exact, regex or judge_pair.")] = None,
+         method: Annotated[str, typer.Option(help="A built-in System 2 method (rar_2step, cot, ...) or a chain "
+                                                  "YAML file of prompt steps.")] = "rar_2step",
+         data_config: Annotated[Optional[str], typer.Option(help="A Hugging Face dataset's config name, e.g. main.")] = None,
+         test: Annotated[Optional[str], typer.Option(help="Test rows: a second file (or, for a Hub dataset, a split "
+                                                          "name). Default: a seeded --test-ratio of the rows.")] = None,
+         test_ratio: Annotated[Optional[float], typer.Option(help="Share of the rows held out for testing (0.2).")] = None,
+         choices: Annotated[Optional[str], typer.Option(help="choice: 'a,b,c', or the field holding each row's options.")] = None,
+         pattern: Annotated[Optional[str], typer.Option(help="regex: a pattern whose one group is the answer.")] = None,
+         responses: Annotated[Optional[str], typer.Option(help="judge_pair: the two response fields, 'a,b'.")] = None,
+         model: Annotated[str, typer.Option(help="'embedded', a local checkpoint folder or a Hub id.")] = "embedded",
+         out: Annotated[Optional[str], typer.Option(help="Config file to write (default <data>_<method>.yaml).")] = None,
+         force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False):
+    """Write a commented config that distils a System 2 method on your own data (checked before it is written)."""
+    from sys2distill.scaffold import write_config
+
+    out_path = Path(out or f"{Path(data).stem}_{Path(method).stem}.yaml")
+    typer.echo(write_config(out_path, data, question, answer, answer_type, method, data_config, test, test_ratio,
+                            choices, pattern, responses, model, force))
 
 
 @app.command("list")
@@ -133,9 +187,12 @@ def list_components():
     """List registered tasks, methods, filters and backends."""
     from sys2distill import backends, filters, methods, tasks
 
+    from sys2distill.config import CONFIG_DIR
+
     for kind, reg in [("tasks", tasks.REGISTRY), ("methods", methods.REGISTRY), ("filters", filters.REGISTRY),
                       ("backends", backends.REGISTRY)]:
         typer.echo(f"{kind}: {', '.join(sorted(reg))}")
+    typer.echo(f"shipped chains (chains: {{name: FILE}}): {', '.join(sorted(f.stem for f in (CONFIG_DIR / 'chains').glob('*.yaml')))}")
 
 
 @app.command("config")

@@ -171,6 +171,26 @@ class EvalConfig(Section):
         return sorted(set(v))
 
 
+class ChainStep(Section):
+    """One generation of a chain: a chat prompt over ``{question}`` and earlier steps' outputs."""
+
+    name: str  # the placeholder under which later steps receive this step's output, e.g. {rephrase}
+    prompt: str  # str.format template: {question}, the task's fields (e.g. {num_words}), earlier step names
+    system: str | None = None  # a system message before the prompt (None: the chat template's own default)
+    max_tokens: int | None = Field(None, ge=1)  # None: generation.max_tokens (evaluate.max_tokens when evaluating)
+    stop: list[str] = []  # the output is cut before the first of these
+    n: int = Field(1, ge=1)  # branches: outputs sampled per trace, joined for later steps (BSM's Solve fan-out)
+    join: str = "\n\n"  # how the n branch outputs are joined into {name}
+    temperature: float | None = Field(None, ge=0)  # None: the call's (greedy when evaluating; branches want > 0)
+
+
+class ChainConfig(Section):
+    """A System 2 method written in YAML; the last step's output is the final response (Sec. 3)."""
+
+    label: str | None = None  # how reports name it; None: the chain's name
+    steps: list[ChainStep] = Field(min_length=1)
+
+
 class RunConfig(Section):
     """Everything one ``sys2distill run`` needs."""
 
@@ -186,6 +206,9 @@ class RunConfig(Section):
     evaluate: EvalConfig = EvalConfig()
     prompts: dict[str, dict[str, str]] = {}  # {method: {prompt_name: template}} overrides
     method_options: dict[str, dict[str, Any]] = {}  # {method: {option: value}}, e.g. {bsm: {max_criteria: 3}}
+    # {name: chain or chain YAML file}: System 2 methods as prompt steps, named in distill.methods /
+    # evaluate.systems like built-in methods; a file path is relative to the config file
+    chains: dict[str, ChainConfig] = {}
 
     @field_validator("name")
     @classmethod
@@ -245,6 +268,11 @@ RENAMED = {"generation.chunk_size": "it is now 'generation.chunk_sequences', cou
 def _explain(e: ValidationError) -> str:
     err = e.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden" and err["loc"][0] == "chains":  # inside a chain: a step's or the chain's key
+        fields = ChainStep.model_fields if "steps" in err["loc"] else ChainConfig.model_fields
+        close = difflib.get_close_matches(str(err["loc"][-1]), list(fields), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"its keys are {', '.join(fields)}"
+        return f"unknown chain key {key!r}: {hint}"
     if err["type"] == "extra_forbidden":
         close = difflib.get_close_matches(key, _valid_keys(RunConfig), n=1)
         hint = f"did you mean {close[0]!r}?" if close else "run `sys2distill config` to see every key"
@@ -282,6 +310,43 @@ def shipped_configs() -> list[str]:
     return sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
 
 
+# task.options holding file paths (the dataset task's data, other tasks' input files)
+PATH_OPTIONS = ("path", "test_path", "data_dir")
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    """Make a config file's relative data paths absolute from ``base``, the file's folder.
+
+    A path is changed only if it exists from ``base``: a path that exists only from the working
+    directory (as configs were written before) or a Hub dataset id stays as it is.
+    """
+    options = (data.get("task") or {}).get("options") if isinstance(data.get("task"), dict) else None
+    if isinstance(options, dict):
+        for key in PATH_OPTIONS:
+            value = options.get(key)
+            if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (base / value).exists():
+                options[key] = str((base / value).resolve())
+
+
+def read_chain(ref: str, base: Path = Path(".")) -> dict:
+    """A chain YAML file, from ``base`` (the config's folder), the working directory, or shipped
+    (``configs/chains/NAME.yaml``)."""
+    candidates = [base / ref, Path(ref), CONFIG_DIR / "chains" / f"{ref}.yaml"]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        shipped = ", ".join(sorted(f.stem for f in (CONFIG_DIR / "chains").glob("*.yaml")))
+        raise UserError(f"chain file {ref} not found (looked in {base} and the working directory): fix the path under "
+                        f"`chains:` or name a shipped chain ({shipped})")
+    try:
+        chain = yaml.safe_load(found.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"chain file {found} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(chain, dict) or "steps" not in chain:
+        raise UserError(f"chain file {found} must be a mapping with `steps:` (a list of {{name, prompt}}) and an "
+                        "optional `label:`")
+    return chain
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
     """Read a YAML config (optional), apply ``a.b=value`` overrides, validate."""
     data: dict[str, Any] = {}
@@ -300,6 +365,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
             raise UserError(f"config {p} is not UTF-8 text: pass a YAML file such as configs/rar_last_letter.yaml") from None
         if not isinstance(data, dict):
             raise UserError(f"config {p} must be a YAML mapping of keys to values")
+    base = p.parent if path is not None else Path.cwd()
+    _resolve_paths(data, base)  # before the overrides: a path on the command line is relative to where you are
     for item in overrides:
         keys, value = parse_override(item)
         node = data
@@ -308,6 +375,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
             if not isinstance(node, dict):
                 raise UserError(f"override {item!r}: {k!r} is not a section")
         node[keys[-1]] = value
+    chains = data.get("chains")
+    if isinstance(chains, dict):  # chain files are read in, so the run folder's config.yaml holds every prompt
+        data["chains"] = {name: read_chain(c, base) if isinstance(c, str) else c for name, c in chains.items()}
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

@@ -1,74 +1,66 @@
-"""Scoring of System 1, System 2 and distilled systems on the held-out split
+"""Scoring on the held-out split: one row per (system, test item), the only place answers are scored
 (arXiv 2407.06023 Sec. 4: accuracy and #Tokens, the mean generated tokens per answer).
+
+Each ``EvalRow`` is what lm-evaluation-harness's ``--log_samples`` writes — item, gold, every
+step's prompt and output, the extracted answer, whether it is correct, tokens — plus the k
+sampled answers of majority-vote evaluation (Table 4), order-swap consistency for judges
+(Table 3) and, for a distilled model, agreement with System 2's majority answer. Every number in
+a report is a function of these rows (``sys2distill.report``); nothing is scored twice.
 """
 
 from __future__ import annotations
 
-import random
-from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from sys2distill.filters.majority import majority_vote
-from sys2distill.records import Example, Trace
-from sys2distill.tasks.base import Task, normalize
+from sys2distill.records import Example, FilterDecision, Trace
+from sys2distill.tasks.base import Task, normalize, tally
+
+ROWS = "rows.jsonl"  # evaluate/rows.jsonl: every EvalRow of a run
+FILTER_CHECK = "filter_check.jsonl"  # evaluate/filter_check.jsonl: kept train answers against train labels
 
 
 @dataclass
-class SystemScore:
-    system: str  # run-folder key, e.g. "rar_2step" or "distill_rar_2step"
-    label: str  # table name, e.g. "Distilled RaR 2-step"
+class EvalRow:
+    """One system's answer to one test item, scored."""
+
+    id: str  # test item id
+    system: str  # run-folder key: "system1", "rar_2step", "distill_rar_2step"
+    label: str  # table name: "Distilled RaR 2-step"
     kind: str  # "system1", "system2" or "distilled"
-    n: int
-    accuracy: float
-    accuracy_ci: tuple[float, float]  # 95% percentile bootstrap over test items
-    mean_tokens: float
-    extraction_failures: float  # share of answers the task's rule could not parse
-    fidelity: float | None = None  # distilled only: agreement with System 2's majority answer
-    by_group: dict[str, float] | None = None  # accuracy per ``Example.metadata["group"]`` / ``["groups"]`` (e.g. biased/unbiased)
-    # Paired tasks (a judge's two response orders): share of pairs whose answers disagree, overall and per group.
-    inconsistent: float | None = None
-    inconsistent_by_group: dict[str, float] | None = None
-    by_k: list[dict] | None = None  # majority vote over k sampled answers, one entry per k (``kvote``)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def bootstrap_ci(values: list[float], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean: the test sets here have tens to hundreds of items."""
-    if not values:
-        return (0.0, 0.0)
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
-    return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
+    method: str  # the method whose prompts produced the text ("system1" for a distilled model)
+    source: str | None  # distilled: the run-folder key of the System 2 method it was distilled from
+    model: str  # the base model's identity, or the distilled checkpoint's folder
+    gold: str | None
+    steps: list[dict[str, Any]]  # every generation: name, messages, output, prompt/completion tokens
+    final: str  # the text a user reads
+    answer: str | None  # extracted by the task's rule; None when it found none
+    correct: bool
+    tokens: int  # generated tokens, every step counted
+    rule: str  # "<task> v<version>": the extraction rule that read ``answer``
+    groups: list[str] = field(default_factory=list)  # sub-populations it is scored in (biased/unbiased, eval sets)
+    pair_id: str | None = None  # judge tasks: the pair this order belongs to
+    pair_inconsistent: bool | None = None  # the verdict names a different response once the pair is swapped
+    samples: list[str | None] = field(default_factory=list)  # k-vote: the max(k) sampled answers, in draw order
+    sample_tokens: list[int] = field(default_factory=list)  # ... and each sample's generated tokens
+    votes: list[dict[str, Any]] = field(default_factory=list)  # per k: {"k", "answer", "correct", "tokens"}
+    system2_answer: str | None = None  # distilled: System 2's majority answer on this input (None: no majority)
+    agrees_with_system2: bool | None = None  # distilled: answer == system2_answer (None: System 2 has no majority)
 
 
-def score(task: Task, examples: list[Example], traces: dict[str, list[Trace]], system: str, label: str,
-          kind: str) -> SystemScore:
-    """Accuracy of the first (greedy) trace per example and its mean generated tokens."""
-    firsts = [traces[ex.id][0] for ex in examples]
-    correct = [float(task.correct(t.answer, ex)) for ex, t in zip(examples, firsts)]
-    groups: dict[str, list[float]] = {}
-    for ex, c in zip(examples, correct):
-        for g in _groups(ex):
-            groups.setdefault(g, []).append(c)
-    answers = {ex.id: t.answer for ex, t in zip(examples, firsts)}
-    flips = task.inconsistent(examples, answers)
-    # Both orders of a pair share their groups, so each group's pairs are the group's examples' pairs.
-    flips_by_group = {g: task.inconsistent([ex for ex in examples if g in _groups(ex)], answers) for g in groups} if flips else {}
-    return SystemScore(
-        system=system, label=label, kind=kind, n=len(examples),
-        accuracy=sum(correct) / len(correct),
-        accuracy_ci=bootstrap_ci(correct),
-        mean_tokens=sum(t.tokens for t in firsts) / len(firsts),
-        extraction_failures=sum(t.answer is None for t in firsts) / len(firsts),
-        by_group={g: sum(v) / len(v) for g, v in groups.items()} or None,
-        inconsistent=sum(flips.values()) / len(flips) if flips else None,
-        inconsistent_by_group={g: sum(v.values()) / len(v) for g, v in flips_by_group.items() if v} or None,
-    )
+@dataclass
+class FilterCheck:
+    """A kept distillation input scored against the train label the pipeline never reads (the filter's precision)."""
+
+    entry: str  # distill entry key
+    id: str
+    answer: str | None
+    gold: str | None
+    correct: bool
 
 
-def _groups(example: Example) -> list[str]:
+def groups_of(example: Example) -> list[str]:
     """Sub-populations an example is scored in: ``metadata["groups"]``, or its one ``group``."""
     return list(example.metadata.get("groups") or ([example.metadata["group"]] if "group" in example.metadata else []))
 
@@ -78,46 +70,54 @@ def vote(answers: list[str | None]) -> tuple[str | None, bool]:
 
     Unlike the filter's ``majority_vote`` (which drops ties), evaluation must answer: a tie
     goes to the tied answer sampled first, so k=2 is never worse than k=1 by construction.
-    Answers are compared normalized; the first spelling is returned (its gold check is the task's).
+    The first spelling of the winner is returned (its gold check is the task's).
     """
-    given = [a for a in answers if a is not None and normalize(a)]
-    if not given:
+    counts = tally(answers)
+    if not counts:
         return None, False
-    counts = Counter(normalize(a) for a in given)
     top = max(counts.values())
     tied = sum(c == top for c in counts.values()) > 1
-    return next(a for a in given if counts[normalize(a)] == top), tied
+    return next(a for a in answers if a is not None and counts.get(normalize(a)) == top), tied
 
 
-def kvote(task: Task, examples: list[Example], samples: dict[str, list[Trace]], ks: list[int]) -> list[dict]:
-    """Accuracy of the vote over the first k samples, and the tokens all k cost (Table 4's k = 1, 5, 10).
+def score_rows(task: Task, examples: list[Example], traces: dict[str, list[Trace]], *, system: str, label: str,
+               kind: str, method: str, model: str, source: str | None = None, ks: list[int] = (1,),
+               samples: dict[str, list[Trace]] | None = None,
+               system2_samples: dict[str, list[Trace]] | None = None) -> list[EvalRow]:
+    """Score the first (greedy) trace of every example, and the k-vote over ``samples`` if given.
 
-    Sample j is seeded by (seed, prompt, j), so the first k of max(k) samples are exactly
-    what a run with k samples would draw.
+    ``samples`` are max(k) traces per example drawn as in generation: sample j is seeded by
+    (seed, prompt, j) alone, so the first k are exactly what a run with k samples would draw.
     """
-    out = []
-    for k in ks:
-        correct, tokens, ties = [], [], 0
-        for ex in examples:
-            first = samples[ex.id][:k]
-            answer, tied = vote([t.answer for t in first])
-            correct.append(float(task.correct(answer, ex)))
-            tokens.append(sum(t.tokens for t in first))  # every sample's tokens: the cost of voting
-            ties += tied
-        out.append({"k": k, "accuracy": sum(correct) / len(correct), "accuracy_ci": bootstrap_ci(correct),
-                    "mean_tokens": sum(tokens) / len(tokens), "ties": ties / len(examples)})
-    return out
+    firsts = {ex.id: traces[ex.id][0] for ex in examples}
+    answers = {i: t.answer for i, t in firsts.items()}
+    flips = task.inconsistent(examples, answers) or {}
+    rows = []
+    for ex in examples:
+        t = firsts[ex.id]
+        row = EvalRow(
+            id=ex.id, system=system, label=label, kind=kind, method=method, source=source, model=model,
+            gold=ex.answer, steps=[asdict(s) for s in t.steps], final=t.final, answer=t.answer,
+            correct=bool(task.correct(t.answer, ex)), tokens=t.tokens, rule=f"{task.name} v{task.version}",
+            groups=groups_of(ex), pair_id=ex.metadata.get("pair_id"), pair_inconsistent=flips.get(ex.metadata.get("pair_id")))
+        if samples is not None:
+            drawn = samples[ex.id]
+            row.samples, row.sample_tokens = [s.answer for s in drawn], [s.tokens for s in drawn]
+            for k in ks:
+                winner, tied = vote(row.samples[:k])
+                row.votes.append({"k": k, "answer": winner, "correct": bool(task.correct(winner, ex)), "tied": tied,
+                                  "tokens": sum(row.sample_tokens[:k])})  # every sample's tokens: the cost of voting
+        if system2_samples is not None:
+            row.system2_answer = majority_vote([s.answer for s in system2_samples[ex.id]])[0]
+            if row.system2_answer is not None:
+                row.agrees_with_system2 = t.answer is not None and normalize(t.answer) == row.system2_answer
+        rows.append(row)
+    return rows
 
 
-def fidelity(distilled: dict[str, list[Trace]], system2_samples: dict[str, list[Trace]]) -> float | None:
-    """How often the distilled answer equals System 2's majority answer on the same input.
-
-    Inputs where System 2 has no majority winner are left out; None if none are left.
-    """
-    hits = []
-    for ex_id, samples in system2_samples.items():
-        winner, _, _ = majority_vote([t.answer for t in samples])
-        if winner is not None:
-            answer = distilled[ex_id][0].answer
-            hits.append(answer is not None and normalize(answer) == winner)
-    return sum(hits) / len(hits) if hits else None
+def check_filter(task: Task, labeled: list[Example], entry: str, decisions: list[FilterDecision]) -> list[FilterCheck]:
+    """Score the filter's kept answers with the train labels (``labeled``: the train split, labels revealed)."""
+    gold = {ex.id: ex for ex in labeled}
+    return [FilterCheck(entry=entry, id=d.example_id, answer=d.answer, gold=gold[d.example_id].answer,
+                        correct=bool(task.correct(d.answer, gold[d.example_id])))
+            for d in decisions if d.kept and d.example_id in gold]

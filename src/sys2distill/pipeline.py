@@ -3,7 +3,7 @@
 generate  System 2 traces on unlabeled train inputs  → generate/<method>.jsonl
 filter    consistency filter + distillation dataset   → filter/<method>.jsonl, distill/<method>.jsonl
 train     fine-tune the same model on each dataset    → train/<method>/ (DONE.json when complete)
-evaluate  System 1, System 2 and distilled on test    → evaluate/*.jsonl, evaluate/scores.json
+evaluate  System 1, System 2 and distilled on test    → evaluate/*.jsonl, evaluate/rows.jsonl
 report    the paper-style table                       → results.json, results.md
 
 Each stage declares the config keys it reads (``STAGE_READS``) and runs seeing only those
@@ -17,8 +17,10 @@ folder (``runlock``).
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
+import platform
 import os
 import resource
 import shutil
@@ -36,13 +38,14 @@ from sys2distill.config import DistillSpec, RunConfig, dump_config
 from sys2distill.configview import ConfigView, pick
 from sys2distill.dataset import build_records
 from sys2distill.errors import UserError
-from sys2distill.evaluator import fidelity, kvote, score
+from sys2distill.evaluator import FILTER_CHECK, ROWS, EvalRow, FilterCheck, check_filter, score_rows
 from sys2distill.adaptive import StopRule
 from sys2distill.generation import load_traces, run_method
-from sys2distill.models import check_model_name
+from sys2distill.models import check_model_name, model_identity
 from sys2distill.plot import PLOT_FILE
-from sys2distill.records import Example, read_records, write_jsonl
+from sys2distill.records import Example, FilterDecision, Trace, read_records, write_jsonl
 from sys2distill.registry import lookup
+from sys2distill.report import RESULTS_JSON, Results, build_results, write_results
 from sys2distill.runlock import run_lock
 from sys2distill.trainer import DONE
 
@@ -69,8 +72,9 @@ class Reads:
 _SAMPLING = ("generation.temperature", "generation.top_p", "generation.max_tokens", "generation.seed")
 _AMOUNT = ("generation.num_samples", "generation.adaptive", "generation.adaptive_min_samples",
            "generation.adaptive_confidence", "generation.adaptive_rule")
-# Building and prompting a method, and running a backend: only the dtype changes what a model generates.
-_MODEL = ("model", "task", "backend.dtype", "prompts", "method_options")
+# Building and prompting a method (a chain's steps included), and running a backend: only the dtype
+# changes what a model generates.
+_MODEL = ("model", "task", "backend.dtype", "prompts", "method_options", "chains")
 _ENGINE = ("backend",)
 STAGE_READS = {
     "generate": Reads(keys=(*_MODEL, *_SAMPLING), extends=("distill.methods", *_AMOUNT),
@@ -189,6 +193,21 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def versions() -> dict[str, str]:
+    """The versions that made a result, for its report."""
+    import importlib.metadata as md
+
+    from sys2distill import __version__
+
+    out = {"sys2distill": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "trl", "peft"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
 def distilled_label(method_label: str) -> str:
     return "Distill System 1" if method_label == "System 1" else f"Distilled {method_label}"
 
@@ -202,8 +221,15 @@ class Pipeline:
         self.dir = cfg.path
         # Fail fast: every name in the config is checked before any work starts.
         task_cls = lookup(tasks.REGISTRY, cfg.task.name, "task")
-        for m in {*(s.method for s in cfg.distill.specs), *cfg.evaluate.systems, *cfg.prompts, *cfg.method_options}:
-            lookup(methods.REGISTRY, m, "method")
+        for name in cfg.chains:
+            if name in methods.REGISTRY:
+                raise UserError(f"chain {name!r} has the name of a built-in method: rename it under `chains:`")
+        for m in {*cfg.prompts, *cfg.method_options} & set(cfg.chains):
+            raise UserError(f"chain {m!r} has its prompts and options in its steps: edit them under `chains:`, not in "
+                            "`prompts:` or `method_options:`")
+        method_names = {*(s.method for s in cfg.distill.specs), *cfg.evaluate.systems, *cfg.prompts, *cfg.method_options}
+        for m in method_names:
+            lookup({**methods.REGISTRY, **cfg.chains}, m, "method or chain" if cfg.chains else "method")
         for f in [cfg.filter, *(s.filter for s in cfg.distill.specs if s.filter)]:
             lookup(filters.REGISTRY, f.name, "filter")
         self.backend_cls = lookup(backends.REGISTRY, cfg.backend.name, "backend")
@@ -214,6 +240,10 @@ class Pipeline:
             self._task = task_cls(train_size=t.train_size, test_size=t.test_size, seed=t.seed, source=t.source, **t.options)
         except TypeError as e:
             raise UserError(f"bad task.options for {t.name!r}: {e}".replace("__init__() ", "")) from None
+        # Fail fast, before any model is loaded: bad data, templates, chains and prompt overrides.
+        self.task.check_data()
+        for m in method_names:
+            self.method(m)
         self._backend = backend
         self._loaded_base = loaded_base  # (model, tokenizer) for tests that build a tiny model in-process
         self.timings: dict[str, dict] = {}
@@ -232,6 +262,10 @@ class Pipeline:
 
     # -- shared pieces ---------------------------------------------------------------------
     def method(self, name: str):
+        if name in self.cfg.chains:
+            from sys2distill.methods.chain import Chain
+
+            return Chain(name, self.cfg.chains[name], self.task)
         return methods.REGISTRY[name](self.task, self.cfg.prompts.get(name), self.cfg.method_options.get(name))
 
     def backend(self) -> Backend:
@@ -305,24 +339,28 @@ class Pipeline:
         file it wrote is damaged or gone. A damaged or deleted record is an error unless a later
         stage's record shows the outputs were made with the current values.
         """
-        marker, outputs = self._marker(stage), self._outputs(stage)
+        marker = self._marker(stage)
+        # What the stage computed: the frozen data it wrote are the task's, rebuilt identically (``examples``).
+        computed = [name for name in self._outputs(stage) if not name.startswith("data/")]
         saved = _stage_record(marker)
         new, default = self._fingerprint(stage), RunConfig().model_dump()
         if saved is None:
             # A lost record: a later stage's record holds this stage's values too (fingerprints are
             # cumulative); if they are the current ones, the outputs are resumed like a cut-off stage's.
             later = next(filter(None, map(_stage_record, map(self._marker, STAGES[STAGES.index(stage) + 1:]))), None)
-            if not outputs or (later is not None and all(
+            if not computed or (later is not None and all(
                     _same(_saved(later["config"], k), v, pick(default, k)) for k, v in new.items())):
                 return _Plan(run=True)
             raise UserError(f"{marker} is {'damaged' if marker.exists() else 'missing'}, so the values {stage}'s outputs "
-                            f"were made with are unknown: restore it, or pass --force {stage} to redo the stage")
+                            f"were made with are unknown: restore it, or redo the stage with --force {stage} (Python: "
+                            f"run(force=('{stage}',)))")
         changed = [k for k in new if not _same(_saved(saved["config"], k), new[k], pick(default, k))]
         refused = [k for k in changed if k not in stage_reads(stage, self._cfg).extends]
         done = saved.get("done") is True
-        if refused and (done or outputs):
+        if refused and (done or computed):
             raise UserError(f"run folder {self.dir} has a {'finished' if done else 'started'} '{stage}' stage made with "
-                            f"different {', '.join(refused)}: pass --force {stage} to redo it, or set name=<new run name>")
+                            f"different {', '.join(refused)}: redo it with --force {stage} (Python: run(force=('{stage}',))), "
+                            "or start a new run folder with name=<new run name>")
         if refused:
             return _Plan(run=True)
         repaired = saved.get("repaired") or {}
@@ -378,13 +416,19 @@ class Pipeline:
         if "generate" in stages:
             shutil.rmtree(self.dir / "data", ignore_errors=True)
 
-    def run(self, stages: tuple[str, ...] = STAGES, force: tuple[str, ...] = ()) -> None:
-        """Run ``stages`` in pipeline order, skipping finished ones; ``force`` redoes a stage and all after it."""
+    def run(self, stages: tuple[str, ...] = STAGES, force: tuple[str, ...] = ()) -> Results | None:
+        """Run ``stages`` in pipeline order, skipping finished ones; ``force`` redoes a stage and all after it.
+
+        Returns the run's ``Results`` once it has a report (also when every stage was already done)."""
         unknown = [s for s in [*stages, *force] if s not in STAGES]
         if unknown:
             raise UserError(f"unknown stage {unknown[0]!r}: choose from {', '.join(STAGES)}")
         with run_lock(self.dir):
             self._run(stages, force)
+        try:
+            return Results.load(self.dir) if (self.dir / RESULTS_JSON).exists() else None
+        except ValidationError:  # damaged, and the report (which would repair it) was not among the stages run
+            return None
 
     def _run(self, stages: tuple[str, ...], force: tuple[str, ...]) -> None:
         first_forced = min((STAGES.index(s) for s in force), default=len(STAGES))
@@ -496,16 +540,19 @@ class Pipeline:
             gc.collect()
 
     def stage_evaluate(self) -> None:
+        """Greedy answers of every system on the test split, scored once into ``evaluate/rows.jsonl``."""
         ev, test = self.cfg.evaluate, self.examples("test")
         greedy = SamplingParams(n=1, temperature=0.0, max_tokens=ev.max_tokens)
         out, chunk = self.dir / "evaluate", self.cfg.generation.chunk_sequences
-        scores, voted, greedy_traces = [], {}, {}
+        base = model_identity(self.cfg.model)
+        rows, voted, greedy_traces = [], {}, {}
         for name in ev.systems:
             m = self.method(name)
             traces = greedy_traces[name] = run_method(m, test, self.backend(), greedy, out / f"{name}.jsonl", chunk,
                                                       desc=f"evaluate {name}")
-            scores.append(score(self.task, test, traces, name, m.label, "system1" if name == "system1" else "system2"))
-            voted[name] = self._kvote(scores[-1], m, self.backend(), test)
+            voted[name] = self._kvote_samples(name, m, self.backend(), test)
+            rows += score_rows(self.task, test, traces, system=name, label=m.label, method=name, model=base,
+                               kind="system1" if name == "system1" else "system2", ks=ev.k_votes, samples=voted[name])
         for spec in self.distilled_specs():
             m = self.method(spec.method)
             # System 2's majority answer on the *test* inputs, for the fidelity metric. The k-vote
@@ -518,34 +565,81 @@ class Pipeline:
             else:
                 system2 = run_method(m, test, self.backend(), replace(self.sampling(), n=n_fid),
                                      out / f"fidelity_{spec.method}.jsonl", chunk, desc=f"fidelity samples {spec.method} ×{n_fid}")
-            distilled = build_backend(self.cfg.backend, str(self.dir / "train" / spec.key), self.dir, checkpoint=True)
-            traces = run_method(self.method("system1"), test, distilled, greedy, out / f"distill_{spec.key}.jsonl",
+            checkpoint = self.dir / "train" / spec.key
+            distilled = build_backend(self.cfg.backend, str(checkpoint), self.dir, checkpoint=True)
+            system = f"distill_{spec.key}"
+            traces = run_method(self.method("system1"), test, distilled, greedy, out / f"{system}.jsonl",
                                 chunk, desc=f"evaluate distilled {spec.key}")
-            label = distilled_label(m.label) + (f" ({spec.name})" if spec.name else "")
-            s = score(self.task, test, traces, f"distill_{spec.key}", label, "distilled")
-            s.fidelity = fidelity(traces, system2)
-            self._kvote(s, self.method("system1"), distilled, test)
+            rows += score_rows(self.task, test, traces, system=system, kind="distilled", method="system1",
+                               label=distilled_label(m.label) + (f" ({spec.name})" if spec.name else ""),
+                               source=spec.method, model=str(checkpoint), ks=ev.k_votes, system2_samples=system2,
+                               samples=self._kvote_samples(system, self.method("system1"), distilled, test))
             del distilled
             gc.collect()
-            scores.append(s)
-        (out / "scores.json").write_text(json.dumps([s.to_dict() for s in scores], indent=1))
+        write_jsonl(out / ROWS, rows)
+        labeled = self.train_labels()
+        if labeled is not None:
+            checks = [c for spec in self.cfg.distill.specs for c in check_filter(
+                self.task, labeled, spec.key, read_records(self.dir / "filter" / f"{spec.key}.jsonl", FilterDecision))]
+            write_jsonl(out / FILTER_CHECK, checks)
+
+    def train_labels(self) -> list[Example] | None:
+        """The train inputs *with* labels, for the filter's precision only (the evaluator's to read); None
+        when the task cannot rebuild them identically (then precision is not reported)."""
+        task = copy.copy(self.task)
+        task.reveal_train_labels = True
+        try:
+            labeled = task.load("train")
+        except (UserError, OSError):  # a source whose files are gone: precision is optional
+            return None
+        frozen = self.examples("train")
+        if [(e.id, e.question) for e in labeled] != [(e.id, e.question) for e in frozen] or any(e.answer is None for e in labeled):
+            return None
+        return labeled
 
     def distilled_specs(self) -> list[DistillSpec]:
         """The distill entries that have a model (``distill.on_empty: skip`` leaves out empty ones)."""
         return [s for s in self.cfg.distill.specs if not (self.dir / "train" / s.key / "SKIPPED.json").exists()]
 
-    def _kvote(self, s, method, backend: Backend, test: list[Example]) -> dict | None:
-        """Fill ``s.by_k``: max(k) answers per test input drawn as in ``generation``, the first k voted."""
+    def _kvote_samples(self, system: str, method, backend: Backend, test: list[Example]) -> dict[str, list[Trace]] | None:
+        """max(k) answers per test input drawn as in ``generation``, for the k-vote columns (None: k_votes is [1])."""
         ev = self.cfg.evaluate
         if max(ev.k_votes) == 1:  # the default [1]: the greedy table is the k=1 result
             return None
         params = replace(self.sampling(), n=max(ev.k_votes))
-        samples = run_method(method, test, backend, params, self.dir / "evaluate" / f"kvote_{s.system}.jsonl",
-                             self.cfg.generation.chunk_sequences, desc=f"k-vote samples {s.system} ×{params.n}")
-        s.by_k = kvote(self.task, test, samples, ev.k_votes)
-        return samples
+        return run_method(method, test, backend, params, self.dir / "evaluate" / f"kvote_{system}.jsonl",
+                          self.cfg.generation.chunk_sequences, desc=f"k-vote samples {system} ×{params.n}")
 
     def stage_report(self) -> None:
-        from sys2distill.report import write_report
+        self.results = write_results(build_results(
+            read_records(self.dir / "evaluate" / ROWS, EvalRow),
+            decisions={spec.key: read_records(self.dir / "filter" / f"{spec.key}.jsonl", FilterDecision)
+                       for spec in self.cfg.distill.specs},
+            checks=read_records(self.dir / "evaluate" / FILTER_CHECK, FilterCheck)
+            if (self.dir / "evaluate" / FILTER_CHECK).exists() else None,
+            trained={spec.key: self._trained(spec.key) for spec in self.cfg.distill.specs},
+            stages=self._stage_records(),
+            info={"task": self.cfg.task.name, "model": model_identity(self.cfg.model), "metric": self.task.metric,
+                  "extraction_rule": self.task.extraction_rule, "task_version": self.task.version,
+                  "config": self.cfg.model_dump(), "versions": versions()}), self.dir)
 
-        write_report(self)
+    def _trained(self, key: str) -> dict:
+        done, skipped = self.dir / "train" / key / "DONE.json", self.dir / "train" / key / "SKIPPED.json"
+        if done.exists():
+            return {"done": json.loads(done.read_text())}
+        return {"not_trained": json.loads(skipped.read_text())["reason"]} if skipped.exists() else {}
+
+    def _stage_records(self) -> dict[str, dict]:
+        """Wall time and peak memory of each finished stage, and the tokens it generated."""
+        tokens = {"generate": sum(t.tokens for f in sorted((self.dir / "generate").glob("*.jsonl")) for t in read_records(f, Trace)),
+                  "filter": sum(d.details.get("tokens", 0) for f in sorted((self.dir / "filter").glob("*.jsonl"))
+                                for d in read_records(f, FilterDecision)),
+                  "evaluate": sum(t.tokens for f in sorted((self.dir / "evaluate").glob("*.jsonl"))
+                                  if f.name not in (ROWS, FILTER_CHECK) for t in read_records(f, Trace))}
+        out = {}
+        for stage in ("generate", "filter", "train", "evaluate"):
+            marker = self._marker(stage)
+            m = json.loads(marker.read_text()) if marker.exists() else {}
+            if m.get("done"):
+                out[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"], "generated_tokens": tokens.get(stage)}
+        return out

@@ -1,101 +1,219 @@
-"""results.json and results.md: the paper-style table plus everything needed to trust it
-(model identity, extraction rule, filter yield, versions, wall time and peak memory per stage).
+"""The report: a pure function from a run's per-item rows and records to a typed ``Results``.
+
+``build_results`` reads nothing but its arguments — the evaluation rows (``evaluator.EvalRow``),
+the filter's decisions and its precision check, the train records and stage timings — so every
+number in ``results.json`` / ``results.md`` can be recomputed from ``evaluate/rows.jsonl`` by hand.
+Beside the paper-style table (accuracy with Wilson intervals, #tokens: arXiv 2407.06023 Tables
+1–4) it reports paired comparisons with System 1, the distillability verdict, the filter's yield
+and precision, and what is needed to trust the numbers: model identity, extraction rule, versions,
+wall time and peak memory per stage.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import platform
-from collections import Counter
-from typing import TYPE_CHECKING
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from sys2distill import __version__
-from sys2distill.errors import UserError
-from sys2distill.models import model_identity
+from sys2distill.evaluator import EvalRow, FilterCheck
 from sys2distill.paper import PAPER, PAPER_K
 from sys2distill.plot import PLOT_FILE, plot_accuracy_vs_tokens
-from sys2distill.records import Example, FilterDecision, Trace, read_records
-from sys2distill.verdict import run_verdicts
+from sys2distill.records import FilterDecision
+from sys2distill.stats import accuracy_interval, paired_difference
+from sys2distill.verdict import Comparison, Verdict, verdict
 
-if TYPE_CHECKING:
-    from sys2distill.pipeline import Pipeline
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"sys2distill": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "transformers", "trl", "peft"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 
 
-def train_labels(p: Pipeline) -> dict[str, Example] | None:
-    """The train inputs *with* labels, for the filter's precision only; None when the task cannot
-    rebuild them identically (then precision is not reported)."""
-    task = copy.copy(p.task)
-    task.reveal_train_labels = True
-    try:
-        labeled = task.load("train")
-    except (UserError, OSError):  # a source whose files are gone: precision is optional
-        return None
-    frozen = read_records(p.dir / "data" / "train.jsonl", Example)
-    if [(e.id, e.question) for e in labeled] != [(e.id, e.question) for e in frozen] or any(e.answer is None for e in labeled):
-        return None
-    return {e.id: e for e in labeled}
+class KVote(BaseModel):
+    k: int
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    mean_tokens: float  # every one of the k samples counted
+    ties: float  # share of items whose vote was a tie (broken towards the answer sampled first)
 
 
-def _stage_tokens(p: Pipeline) -> dict[str, int]:
-    """Generated tokens spent per stage: System 2 sampling, the filter's own calls (USC), evaluation."""
-    out = {"generate": sum(t.tokens for f in sorted((p.dir / "generate").glob("*.jsonl")) for t in read_records(f, Trace))}
-    out["filter"] = sum(d.details.get("tokens", 0) for f in sorted((p.dir / "filter").glob("*.jsonl"))
-                        for d in read_records(f, FilterDecision))
-    out["evaluate"] = sum(t.tokens for f in sorted((p.dir / "evaluate").glob("*.jsonl")) for t in read_records(f, Trace))
-    return out
+class SystemScore(BaseModel):
+    system: str  # run-folder key, e.g. "rar_2step" or "distill_rar_2step"
+    label: str  # table name, e.g. "Distilled RaR 2-step"
+    kind: str  # "system1", "system2" or "distilled"
+    source: str | None = None  # distilled: the System 2 method it was distilled from
+    n: int
+    correct: int
+    accuracy: float
+    accuracy_ci: tuple[float, float]  # 95% Wilson
+    mean_tokens: float
+    extraction_failures: float  # share of answers the task's rule could not read
+    fidelity: float | None = None  # distilled: agreement with System 2's majority answer (inputs that have one)
+    by_group: dict[str, float] | None = None
+    inconsistent: float | None = None  # judges: share of pairs whose verdict flips when the responses swap
+    inconsistent_by_group: dict[str, float] | None = None
+    by_k: list[KVote] | None = None
 
 
-def collect(p: Pipeline) -> dict:
-    scores = json.loads((p.dir / "evaluate" / "scores.json").read_text())
-    yields = {}
-    labels = train_labels(p)
-    for name in (spec.key for spec in p.cfg.distill.specs):
-        decisions = read_records(p.dir / "filter" / f"{name}.jsonl", FilterDecision)
-        kept = [d for d in decisions if d.kept]
-        yields[name] = {"inputs": len(decisions), "kept": len(kept), "yield": len(kept) / len(decisions) if decisions else 0.0,
-                        "dropped_because": dict(Counter(d.reason.split(" ")[0] if "agreement" in d.reason else d.reason
-                                                        for d in decisions if not d.kept)),
-                        # How often a kept answer was right (labels exist for the synthetic and labelled sets).
-                        "precision": (sum(p.task.correct(d.answer, labels[d.example_id]) for d in kept) / len(kept)
-                                      if labels and kept else None)}
-        done, skipped = p.dir / "train" / name / "DONE.json", p.dir / "train" / name / "SKIPPED.json"
-        if done.exists():
-            yields[name]["train"] = json.loads(done.read_text())
-        elif skipped.exists():
-            yields[name]["not_trained"] = json.loads(skipped.read_text())["reason"]
-    stages, tokens = {}, _stage_tokens(p)
-    for stage in ("generate", "filter", "train", "evaluate"):
-        marker = p.dir / stage / "STAGE.json"
-        m = json.loads(marker.read_text()) if marker.exists() else {}
-        if m.get("done"):
-            stages[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"], "generated_tokens": tokens.get(stage)}
-    return {
-        "task": p.cfg.task.name, "model": model_identity(p.cfg.model), "config": p.cfg.model_dump(),
-        "extraction_rule": p.task.extraction_rule, "task_version": p.task.version, "metric": p.task.metric,
-        "scores": scores, "filter": yields, "stages": stages, "versions": _versions(),
-        "verdicts": run_verdicts(p, scores),
-    }
+class FilterSummary(BaseModel):
+    inputs: int
+    kept: int
+    kept_share: float
+    dropped_because: dict[str, int]
+    precision: float | None = None  # kept answers that are right, by the train labels the pipeline never reads
+    precision_ci: tuple[float, float] | None = None
+    train: dict[str, Any] | None = None  # train/<entry>/DONE.json
+    not_trained: str | None = None
 
 
-def _groups(scores: list[dict], categories: bool = False) -> list[str]:
-    """Sub-populations scored separately (e.g. SycophancyEval's biased / unbiased prompts, a judge's
-    test sets); ``categories=True`` gives the finer "set/category" groups (MT-bench's categories)."""
-    return sorted({g for s in scores for g in (s.get("by_group") or {}) if ("/" in g) == categories})
+class Results(BaseModel):
+    task: str
+    model: str
+    metric: str = "accuracy"
+    extraction_rule: str
+    task_version: int
+    config: dict[str, Any]
+    scores: list[SystemScore]
+    comparisons: list[Comparison]  # every system against System 1, paired on the test items
+    verdicts: list[Verdict]
+    filter: dict[str, FilterSummary]
+    stages: dict[str, dict[str, Any]]
+    versions: dict[str, str]
+    plot: str | None = None
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Results:
+        return cls.model_validate_json((Path(run_dir) / RESULTS_JSON).read_text(encoding="utf-8"))
+
+    def score(self, system: str) -> SystemScore | None:
+        return next((s for s in self.scores if s.system == system), None)
+
+    def headline(self) -> Verdict | None:
+        """The verdict a summary leads with: the first distilled model with a System 2 to compare."""
+        return self.verdicts[0] if self.verdicts else None
+
+
+# -- building -----------------------------------------------------------------------------------
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def system_score(rows: list[EvalRow]) -> SystemScore:
+    """One system's row of the table, from its rows."""
+    first, n = rows[0], len(rows)
+    correct = sum(r.correct for r in rows)
+    groups: dict[str, list[EvalRow]] = defaultdict(list)
+    for r in rows:
+        for g in r.groups:
+            groups[g].append(r)
+    pairs = {r.pair_id: r.pair_inconsistent for r in rows if r.pair_inconsistent is not None}
+
+    def flips(rs: list[EvalRow]) -> float | None:
+        ps = {r.pair_id: r.pair_inconsistent for r in rs if r.pair_inconsistent is not None}
+        return _mean(ps.values()) if ps else None
+
+    fid = [r.agrees_with_system2 for r in rows if r.agrees_with_system2 is not None]
+    by_k = None
+    if first.votes:
+        by_k = []
+        for i, k in enumerate(v["k"] for v in first.votes):
+            hits = sum(r.votes[i]["correct"] for r in rows)
+            by_k.append(KVote(k=k, accuracy=hits / n, accuracy_ci=accuracy_interval(hits, n),
+                              mean_tokens=_mean(r.votes[i]["tokens"] for r in rows),
+                              ties=_mean(r.votes[i]["tied"] for r in rows)))
+    return SystemScore(
+        system=first.system, label=first.label, kind=first.kind, source=first.source, n=n, correct=correct,
+        accuracy=correct / n, accuracy_ci=accuracy_interval(correct, n), mean_tokens=_mean(r.tokens for r in rows),
+        extraction_failures=_mean(r.answer is None for r in rows), fidelity=_mean(fid) if fid else None,
+        by_group={g: _mean(r.correct for r in rs) for g, rs in sorted(groups.items())} or None,
+        inconsistent=_mean(pairs.values()) if pairs else None,
+        inconsistent_by_group={g: f for g, rs in sorted(groups.items()) if (f := flips(rs)) is not None} or None,
+        by_k=by_k)
+
+
+def _filter_summary(decisions: list[FilterDecision], checks: list[FilterCheck] | None, trained: dict) -> FilterSummary:
+    kept = [d for d in decisions if d.kept]
+    right = sum(c.correct for c in checks) if checks else 0
+    return FilterSummary(
+        inputs=len(decisions), kept=len(kept), kept_share=len(kept) / len(decisions) if decisions else 0.0,
+        dropped_because=dict(Counter(d.reason.split(" ")[0] if "agreement" in d.reason else d.reason
+                                     for d in decisions if not d.kept)),
+        precision=right / len(checks) if checks else None,
+        precision_ci=accuracy_interval(right, len(checks)) if checks else None,
+        train=trained.get("done"), not_trained=trained.get("not_trained"))
+
+
+def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecision]], checks: list[FilterCheck] | None,
+                  trained: dict[str, dict], stages: dict[str, dict], info: dict[str, Any]) -> Results:
+    """Everything in ``results.json``, from the run's records alone.
+
+    ``decisions`` and ``trained`` are keyed by distill entry (``trained[entry]`` holds ``done`` —
+    the DONE.json record — or ``not_trained``); ``checks`` is ``evaluate/filter_check.jsonl`` (None:
+    the task cannot rebuild its train labels); ``info`` carries task, model, metric, extraction_rule,
+    task_version, config and versions.
+    """
+    by_system: dict[str, list[EvalRow]] = {}
+    for r in rows:
+        by_system.setdefault(r.system, []).append(r)
+    scores = [system_score(rs) for rs in by_system.values()]
+    ids = [r.id for r in by_system.get("system1", [])]
+    correct = {s: {r.id: r.correct for r in rs} for s, rs in by_system.items()}
+    tokens = {s: {r.id: float(r.tokens) for r in rs} for s, rs in by_system.items()}
+    label = {s.system: s.label for s in scores}
+    comparisons, verdicts = [], []
+    if ids:
+        for s in scores:
+            if s.system != "system1" and set(ids) <= correct[s.system].keys():
+                d = paired_difference([correct[s.system][i] for i in ids], [correct["system1"][i] for i in ids])
+                comparisons.append(Comparison.of(s.label, label["system1"], d))
+    for s in scores:
+        if s.kind != "distilled" or s.source in (None, "system1") or s.source not in correct or not ids:
+            continue
+        col = lambda table, system: [table[system][i] for i in ids]  # noqa: E731
+        verdicts.append(verdict(col(correct, "system1"), col(correct, s.source), col(correct, s.system),
+                                col(tokens, s.source), col(tokens, s.system),
+                                labels=(s.label, label[s.source], label["system1"])))
+    by_entry: dict[str, list[FilterCheck]] = defaultdict(list)
+    for c in checks or []:
+        by_entry[c.entry].append(c)
+    summaries = {entry: _filter_summary(ds, by_entry.get(entry) if checks is not None else None, trained.get(entry, {}))
+                 for entry, ds in decisions.items()}
+    return Results(scores=scores, comparisons=comparisons, verdicts=verdicts, filter=summaries, stages=stages, **info)
+
+
+def write_results(results: Results, run_dir: Path) -> Results:
+    """``results.json``, ``results.md`` and the accuracy-vs-tokens plot in ``run_dir``."""
+    plot_accuracy_vs_tokens([s.model_dump() for s in results.scores], run_dir / PLOT_FILE,
+                            title=f"{results.task} — {results.model}", metric=results.metric)
+    results.plot = PLOT_FILE
+    (run_dir / RESULTS_JSON).write_text(results.model_dump_json(indent=1), encoding="utf-8")
+    (run_dir / RESULTS_MD).write_text(markdown(results), encoding="utf-8")
+    return results
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+def pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
+def interval(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}"
+
+
+def _group_names(results: Results, categories: bool = False) -> list[str]:
+    """Sub-populations scored separately (SycophancyEval's biased / unbiased, a judge's test sets);
+    ``categories=True`` gives the finer "set/category" groups (MT-bench's categories)."""
+    return sorted({g for s in results.scores for g in (s.by_group or {}) if ("/" in g) == categories})
+
+
+def _group_cell(s: SystemScore, g: str) -> str:
+    """Accuracy in group ``g``; for paired tasks "agreement / % inconsistent", the paper's Table 3 layout."""
+    acc = pct((s.by_group or {}).get(g))
+    flips = (s.inconsistent_by_group or {}).get(g)
+    return acc if flips is None else f"{acc} / {pct(flips)}"
 
 
 def _paper(ref) -> str:
@@ -104,123 +222,102 @@ def _paper(ref) -> str:
     return ref if isinstance(ref, str) else f"{ref[0]}% / {ref[1]}"
 
 
-def _group_cell(s: dict, g: str) -> str:
-    """Accuracy in group ``g``; for paired tasks "agreement / % inconsistent", the paper's Table 3 layout."""
-    acc = _pct((s.get("by_group") or {}).get(g))
-    flips = (s.get("inconsistent_by_group") or {}).get(g)
-    return acc if flips is None else f"{acc} / {_pct(flips)}"
-
-
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:.1f}%"
-
-
-def markdown(results: dict) -> str:
-    paper = PAPER.get(results["task"], {})
-    groups = _groups(results["scores"])
-    metric = results.get("metric", "accuracy")
-    paired = any(s.get("inconsistent") is not None for s in results["scores"])
-    lines = [f"# {results['task']} — {results['model']}", "", *_verdict_lines(results),
-             f"| system | {metric} (95% CI) | " + ("% inconsistent | " if paired else "")
-             + "".join(f"{g}{' (agree / incons.)' if paired else ''} | " for g in groups) + "#tokens | fidelity | paper (Llama-2-70B) |",
-             "|---|---|" + "---|" * (len(groups) + paired) + "---|---|---|"]
-    for s in results["scores"]:
-        lo, hi = s["accuracy_ci"]
-        lines.append(f"| {s['label']} | {100 * s['accuracy']:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}) | "
-                     + (f"{_pct(s.get('inconsistent'))} | " if paired else "")
+def markdown(results: Results, level: int = 1, assets: str = "") -> str:
+    """``results.md``; ``level`` is the title's heading level and ``assets`` a prefix for the plot's
+    path, so a larger report can embed it (``sys2distill reproduce``)."""
+    h = "#" * level
+    paper = PAPER.get(results.task, {})
+    groups = _group_names(results)
+    paired = any(s.inconsistent is not None for s in results.scores)
+    lines = [f"{h} {results.task} — {results.model}", ""]
+    if results.verdicts:
+        lines += [f"{h}# Distillability verdict", "", *[f"- {v.sentence}" for v in results.verdicts], "",
+                  "Gap recovered = (distilled − System 1) / (System 2 − System 1) in accuracy, reported only when the "
+                  "System 2 gap is clear of zero; paired 95% intervals (Newcombe) and exact McNemar tests on the same "
+                  "test items; token ratio = distilled / System 2 mean generated tokens (paired bootstrap interval).", ""]
+    lines += [f"| system | {results.metric} (95% CI) | " + ("% inconsistent | " if paired else "")
+              + "".join(f"{g}{' (agree / incons.)' if paired else ''} | " for g in groups)
+              + "#tokens | fidelity | paper (Llama-2-70B) |",
+              "|---|---|" + "---|" * (len(groups) + paired) + "---|---|---|"]
+    for s in results.scores:
+        lines.append(f"| {s.label} | {pct(s.accuracy)} ({interval(s.accuracy_ci)}) | "
+                     + (f"{pct(s.inconsistent)} | " if paired else "")
                      + "".join(f"{_group_cell(s, g)} | " for g in groups)
-                     + f"{s['mean_tokens']:.1f} | {_pct(s['fidelity'])} | {_paper(paper.get(s['system']))} |")
-    n = results["scores"][0]["n"] if results["scores"] else 0
-    lines += ["", f"Test items: {n}. #tokens = mean generated tokens per answer, intermediate steps included. "
-              "Fidelity = how often the distilled answer equals System 2's majority answer on the test input."
-              + (" % inconsistent = share of test pairs whose verdict changes when the two responses swap places."
-                 if paired else ""),
-              f"Extraction rule (v{results['task_version']}): {results['extraction_rule']}", "", "## Consistency filter", "",
-              "| distilled from | inputs | kept | yield | kept answers right | dropped because | train steps | final loss |",
+                     + f"{s.mean_tokens:.1f} | {pct(s.fidelity)} | {_paper(paper.get(s.system))} |")
+    n = results.scores[0].n if results.scores else 0
+    lines += ["", f"Test items: {n}; greedy answers; 95% Wilson intervals. #tokens = mean generated tokens per answer, "
+              "intermediate steps included. Fidelity = how often the distilled answer equals System 2's majority answer "
+              "on the test input." + (" % inconsistent = share of test pairs whose verdict changes when the two responses "
+                                      "swap places." if paired else ""),
+              f"Extraction rule ({results.task} v{results.task_version}): {results.extraction_rule}"]
+    if results.comparisons:
+        lines += ["", f"{h}# Paired with System 1", "", "| system | difference (95% CI) | right where System 1 is wrong "
+                  "| wrong where System 1 is right | McNemar p |", "|---|---|---|---|---|"]
+        lines += [f"| {c.system} | {100 * c.diff:+.1f} points ({100 * c.diff_ci[0]:+.1f} to {100 * c.diff_ci[1]:+.1f}) "
+                  f"| {c.wins} | {c.losses} | {c.p_value:.2g} |" for c in results.comparisons]
+    lines += ["", f"{h}# Consistency filter", "",
+              "| distilled from | inputs | kept | yield | kept answers right (95% CI) | dropped because | train steps | final loss |",
               "|---|---|---|---|---|---|---|---|"]
-    for name, y in results["filter"].items():
-        t = y.get("train", {})
-        steps = f"not trained: {y['not_trained']}" if y.get("not_trained") else t.get("steps", "")
-        lines.append(f"| {name} | {y['inputs']} | {y['kept']} | {100 * y['yield']:.0f}% | {_pct(y.get('precision')) or 'n/a'} "
-                     f"| {y['dropped_because'] or '-'} | {steps} | {t.get('final_loss', '')} |")
+    for name, f in results.filter.items():
+        t = f.train or {}
+        steps = f"not trained: {f.not_trained}" if f.not_trained else t.get("steps", "")
+        right = f"{pct(f.precision)} ({interval(f.precision_ci)})" if f.precision is not None else "n/a"
+        lines.append(f"| {name} | {f.inputs} | {f.kept} | {100 * f.kept_share:.0f}% | {right} "
+                     f"| {f.dropped_because or '-'} | {steps} | {t.get('final_loss', '')} |")
     lines += ["", "Kept answers right = the filter's precision, scored with the train labels that the pipeline never reads."]
-    lines += _category_lines(results)
-    lines += _kvote_lines(results)
-    if results.get("plot"):
-        lines += ["", f"![accuracy vs generated tokens]({results['plot']})"]
-    lines += ["", "## Stages", "", "| stage | wall time (s) | peak RSS (GiB) | generated tokens |", "|---|---|---|---|"]
+    lines += _category_lines(results, h)
+    lines += _kvote_lines(results, h)
+    if results.plot:
+        lines += ["", f"![accuracy vs generated tokens]({assets}{results.plot})"]
+    lines += ["", f"{h}# Stages", "", "| stage | wall time (s) | peak RSS (GiB) | generated tokens |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['seconds']} | {v['peak_rss_gib']} | {v.get('generated_tokens') if v.get('generated_tokens') is not None else ''} |"
-              for k, v in results["stages"].items()]
-    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()), ""]
+              for k, v in results.stages.items()]
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results.versions.items()), ""]
     return "\n".join(lines)
 
 
-def _verdict_lines(results: dict) -> list[str]:
-    """The distillability verdict, first thing in the report (see ``sys2distill.verdict``)."""
-    if not results.get("verdicts"):
-        return []
-    return ["## Distillability verdict", "", *[f"- {v['sentence']}" for v in results["verdicts"]], "",
-            "Gap recovered = (distilled − System 1) / (System 2 − System 1) in accuracy; token ratio = distilled / "
-            "System 2 mean generated tokens; 95% bootstrap intervals over test items; greedy answers.", ""]
-
-
-def _category_lines(results: dict) -> list[str]:
+def _category_lines(results: Results, h: str) -> list[str]:
     """Per-category scores (the paper's Table 6 for MT-bench), when the task reports categories."""
-    categories = _groups(results["scores"], categories=True)
+    categories = _group_names(results, categories=True)
     if not categories:
         return []
-    lines = ["", f"## {results.get('metric', 'accuracy').capitalize()} per category", "",
+    lines = ["", f"{h}# {results.metric.capitalize()} per category", "",
              "| system | " + " | ".join(categories) + " |", "|---|" + "---|" * len(categories)]
-    for s in results["scores"]:
-        lines.append(f"| {s['label']} | " + " | ".join(_group_cell(s, c) for c in categories) + " |")
-    return lines
+    return lines + [f"| {s.label} | " + " | ".join(_group_cell(s, c) for c in categories) + " |" for s in results.scores]
 
 
-def _kvote_lines(results: dict) -> list[str]:
+def _kvote_lines(results: Results, h: str) -> list[str]:
     """Accuracy / #tokens when voting over k sampled answers (Table 4's layout)."""
-    rows = [s for s in results["scores"] if s.get("by_k")]
+    rows = [s for s in results.scores if s.by_k]
     if not rows:
         return []
-    ks = [e["k"] for e in rows[0]["by_k"]]
-    paper = PAPER_K.get(results["task"], {})
-    t = results["config"]["generation"]
-    lines = ["", "## Majority vote over k samples", "",
-             f"Accuracy / mean generated tokens per test item (all k samples counted), k answers sampled at "
+    ks = [e.k for e in rows[0].by_k]
+    paper = PAPER_K.get(results.task, {})
+    t = results.config["generation"]
+    lines = ["", f"{h}# Majority vote over k samples", "",
+             f"Accuracy (95% CI) / mean generated tokens per test item (all k samples counted), k answers sampled at "
              f"temperature {t['temperature']}, top-p {t['top_p']}, at most {t['max_tokens']} tokens; ties go to the "
              "answer sampled first.", "",
              "| system | " + " | ".join(f"k={k}" for k in ks) + " | ties at max k | paper (Llama-2-70B) |",
              "|---|" + "---|" * len(ks) + "---|---|"]
     for s in rows:
-        ref = paper.get(s["system"], {})
-        anchor = "; ".join(f"k={k}: {a}% / {b}" for k, (a, b) in ref.items())
-        lines.append(f"| {s['label']} | " + " | ".join(f"{100 * e['accuracy']:.1f}% / {e['mean_tokens']:.0f}" for e in s["by_k"])
-                     + f" | {_pct(s['by_k'][-1]['ties'])} | {anchor} |")
+        anchor = "; ".join(f"k={k}: {a}% / {b}" for k, (a, b) in paper.get(s.system, {}).items())
+        lines.append(f"| {s.label} | " + " | ".join(f"{pct(e.accuracy)} ({interval(e.accuracy_ci)}) / {e.mean_tokens:.0f}"
+                                                   for e in s.by_k) + f" | {pct(s.by_k[-1].ties)} | {anchor} |")
     return lines
 
 
-def print_table(results: dict, console: Console | None = None) -> None:
-    table = Table(title=f"{results['task']} — {results['model']}")
-    groups = _groups(results["scores"])
-    paired = any(s.get("inconsistent") is not None for s in results["scores"])
-    for col in ("system", results.get("metric", "accuracy"), "95% CI", *(["% inconsistent"] if paired else []),
-                *groups, "#tokens", "fidelity"):
+def print_table(results: Results, console: Console | None = None) -> None:
+    """The table and the verdict on the terminal."""
+    console = console or Console()
+    table = Table(title=f"{results.task} — {results.model}")
+    groups = _group_names(results)
+    paired = any(s.inconsistent is not None for s in results.scores)
+    for col in ("system", results.metric, "95% CI", *(["% inconsistent"] if paired else []), *groups, "#tokens", "fidelity"):
         table.add_column(col, justify="left" if col == "system" else "right")
-    for s in results["scores"]:
-        lo, hi = s["accuracy_ci"]
-        table.add_row(s["label"], _pct(s["accuracy"]), f"{100 * lo:.1f}–{100 * hi:.1f}",
-                      *([_pct(s.get("inconsistent"))] if paired else []),
-                      *[_group_cell(s, g) for g in groups], f"{s['mean_tokens']:.1f}", _pct(s["fidelity"]))
-    (console or Console()).print(table)
-    for v in results.get("verdicts", []):
-        (console or Console()).print(v["sentence"])
-
-
-def write_report(p: Pipeline) -> dict:
-    results = collect(p)
-    plot_accuracy_vs_tokens(results["scores"], p.dir / PLOT_FILE, title=f"{results['task']} — {results['model']}",
-                            metric=results["metric"])
-    results["plot"] = PLOT_FILE
-    (p.dir / "results.json").write_text(json.dumps(results, indent=1))
-    (p.dir / "results.md").write_text(markdown(results))
-    print_table(results)
-    return results
+    for s in results.scores:
+        table.add_row(s.label, pct(s.accuracy), interval(s.accuracy_ci), *([pct(s.inconsistent)] if paired else []),
+                      *[_group_cell(s, g) for g in groups], f"{s.mean_tokens:.1f}", pct(s.fidelity))
+    console.print(table)
+    for v in results.verdicts:
+        console.print(v.sentence)

@@ -23,6 +23,7 @@ from sys2distill.errors import UserError
 from sys2distill.html_report import write_html
 from sys2distill.models import model_identity
 from sys2distill.paper import CITATION, FINDINGS
+from sys2distill.report import RESULTS_JSON, Results, SystemScore, markdown
 from sys2distill.tasks.names import check_choice
 
 
@@ -144,57 +145,49 @@ def _commit() -> str:
         return "unknown"
 
 
-def _cell(score: dict | None) -> str:
-    if not score:
+def _cell(score: SystemScore | None) -> str:
+    if score is None:
         return "—"
-    lo, hi = score["accuracy_ci"]
-    return f"{100 * score['accuracy']:.1f}% ({100 * lo:.0f}–{100 * hi:.0f}) / {score['mean_tokens']:.0f}"
+    lo, hi = score.accuracy_ci
+    return f"{100 * score.accuracy:.1f}% ({100 * lo:.0f}–{100 * hi:.0f}) / {score.mean_tokens:.0f}"
 
 
-def _summary_row(name: str, results: dict) -> str:
-    scores = {s["system"]: s for s in results["scores"]}
-    verdicts = results.get("verdicts") or []
-    # The headline distilled model is the one with a verdict (distilled from a System 2 method).
-    v = next((v for v in verdicts if "system2_label" in v), None)
-    system2 = next((s for s in results["scores"] if v and s["label"] == v["system2_label"]), None) \
-        or next((s for s in results["scores"] if s["kind"] == "system2"), None)
-    distilled = next((s for s in results["scores"] if v and s["label"] == v["distilled_label"]), None)
+def _summary_row(name: str, results: Results) -> str:
+    """System 1, the headline distilled model, and the System 2 method it was distilled from."""
+    distilled = next((s for s in results.scores if s.kind == "distilled" and s.source not in (None, "system1")), None)
+    system2 = results.score(distilled.source) if distilled else None
+    v = next((v for v in results.verdicts if distilled and v.distilled == distilled.label), None)
     if distilled is None:
-        not_trained = [f"{k}: not trained ({y['not_trained']})" for k, y in results["filter"].items() if y.get("not_trained")]
-        ours = "; ".join(not_trained) or "no distilled model"
+        not_trained = [f"{k}: not trained ({f.not_trained})" for k, f in results.filter.items() if f.not_trained]
+        ours = "; ".join(not_trained) or "no model distilled from a System 2 method"
     else:
-        ours = v["sentence"] if v else ""
-    return (f"| {EXPERIMENTS[name].title} | {_cell(scores.get('system1'))} | {_cell(system2)} | {_cell(distilled)} | "
-            f"{FINDINGS.get(results['task'], '')} | {ours} |")
+        ours = v.sentence if v else f"no verdict: {distilled.source} was not evaluated (add it to evaluate.systems)"
+    return (f"| {EXPERIMENTS[name].title} | {_cell(results.score('system1'))} | {_cell(system2)} | {_cell(distilled)} | "
+            f"{FINDINGS.get(results.task, '')} | {ours} |")
 
 
 def _section(name: str, run_dir: Path, out: Path, status: dict) -> list[str]:
     exp = EXPERIMENTS[name]
-    lines = ["", f"## {exp.title}", "", f"Run folder `{run_dir.relative_to(out)}/` · config `configs/{exp.config}.yaml` "
-             f"with this scale's overrides (the resolved config: `{run_dir.relative_to(out)}/config.yaml`)", "",
+    rel = run_dir.relative_to(out).as_posix()
+    lines = ["", f"## {exp.title}", "", f"Run folder `{rel}/` · config `configs/{exp.config}.yaml` "
+             f"with this scale's overrides (the resolved config: `{rel}/config.yaml`)", "",
              f"- **Data:** {exp.data}.", f"- **Substitutions:** {exp.substitutions}"]
-    results_md = run_dir / "results.md"
-    if not status.get("ok") or not results_md.exists():
-        return lines + ["", f"**Not completed:** {status.get('error', 'no results.md in the run folder')}"]
-    results = json.loads((run_dir / "results.json").read_text())
-    stages = results["stages"]
-    lines += [f"- **Paper:** {FINDINGS.get(results['task'], '')}.",
+    if not status.get("ok") or not (run_dir / RESULTS_JSON).exists():
+        return lines + ["", f"**Not completed:** {status.get('error', 'no results.json in the run folder')}"]
+    results = Results.load(run_dir)
+    stages = results.stages
+    lines += [f"- **Paper:** {FINDINGS.get(results.task, '')}.",
               f"- **Wall time:** {sum(v['seconds'] for v in stages.values()) / 60:.1f} min over its stages; "
               f"{sum(v.get('generated_tokens') or 0 for v in stages.values()):,} tokens generated in all."]
-    body = results_md.read_text(encoding="utf-8").splitlines()[1:]  # its title is this section's
-    rel = run_dir.relative_to(out).as_posix()
-    for line in body:
-        line = re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 1) + " ", line)
-        lines.append(re.sub(r"!\[([^\]]*)\]\(([^)/]+)\)", rf"![\1]({rel}/\2)", line))
-    return lines
+    body = markdown(results, level=2, assets=f"{rel}/").splitlines()[1:]  # its title is this section's
+    return lines + body
 
 
 def write_reproduction_report(out: Path, scale: str, model: str, names: list[str], status: dict) -> Path:
     """``report.md`` (tables, links to the run folders' plots) and ``report.html`` (the same, self-contained)."""
-    done = {n: json.loads((out / n / "results.json").read_text()) for n in names
-            if status.get(n, {}).get("ok") and (out / n / "results.json").exists()}
+    done = {n: Results.load(out / n) for n in names if status.get(n, {}).get("ok") and (out / n / RESULTS_JSON).exists()}
     total = sum(status.get(n, {}).get("seconds", 0) for n in names)
-    compute = sum(v["seconds"] for r in done.values() for v in r["stages"].values())
+    compute = sum(v["seconds"] for r in done.values() for v in r.stages.values())
     lines = [f"# Distilling System 2 into System 1 — reproduction at scale `{scale}`", "",
              f"- **Date:** {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"- **Commit:** {_commit()}",
@@ -205,8 +198,9 @@ def write_reproduction_report(out: Path, scale: str, model: str, names: list[str
              "invocation; stages finished earlier are reused, not rerun)",
              f"- **Paper numbers:** {CITATION}.", "",
              "## Summary", "",
-             "Accuracy (95% bootstrap CI) / mean generated tokens per answer on each experiment's test split, "
-             "greedy decoding. For the judge, accuracy is agreement with human labels.", "",
+             "Accuracy (95% Wilson CI) / mean generated tokens per answer on each experiment's test split, "
+             "greedy decoding; System 2 is the method the distilled model was distilled from. For the judge, "
+             "accuracy is agreement with human labels.", "",
              "| experiment | System 1 | System 2 | distilled | paper | here |", "|---|---|---|---|---|---|"]
     for n in names:
         if n in done:

@@ -1,126 +1,118 @@
 """The distillability verdict: did distillation keep System 2's gain at System 1's cost?
 
 arXiv 2407.06023 answers this per method in words (Sec. 4–5: RaR, S2A and BSM distil, CoT on
-GSM8K does not, Table 4). Here every report says it in numbers, for every distilled model:
+GSM8K does not, Table 4). Here every report says it in numbers, from the per-item rows of one
+test split (the three systems answered the same items, so every comparison is paired):
 
-  gap recovered = (distilled − System 1) / (System 2 − System 1)   (accuracy)
-  token ratio   = distilled #tokens / System 2 #tokens
+  System 2 gap   = System 2 − System 1 accuracy, with its paired interval and McNemar p
+  gap recovered  = (distilled − System 1) / (System 2 − System 1)
+  token ratio    = distilled #tokens / System 2 #tokens
 
-with 95% percentile bootstrap intervals over test items, resampled jointly (the three systems
-answered the same items, so their errors are paired). When System 2 is not more accurate than
-System 1 the gap is undefined: we say so instead of dividing by zero or by a negative gap.
+Gap recovered is a ratio over the gap, so it is reported only when the gap's 95% interval is
+clear of zero; otherwise the verdict says the share cannot be measured on this many items and
+how many paired items would make the observed gap clear.
 """
 
 from __future__ import annotations
 
-import random
-from typing import TYPE_CHECKING
+from pydantic import BaseModel
 
-from sys2distill.records import Trace, read_records
-
-if TYPE_CHECKING:
-    from sys2distill.pipeline import Pipeline
+from sys2distill.stats import PairedDifference, items_needed, paired_bootstrap, paired_difference
 
 
-def _ci(values: list[float]) -> tuple[float, float] | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return values[int(0.025 * len(values))], values[max(0, int(0.975 * len(values)) - 1)]
+class Comparison(BaseModel):
+    """System A against System B on the same items (``stats.paired_difference``)."""
+
+    system: str
+    baseline: str
+    n: int
+    diff: float
+    diff_ci: tuple[float, float]
+    wins: int  # items A gets right and B wrong
+    losses: int  # items B gets right and A wrong
+    p_value: float  # exact McNemar
+
+    @classmethod
+    def of(cls, system: str, baseline: str, d: PairedDifference) -> Comparison:
+        return cls(system=system, baseline=baseline, n=d.n, diff=d.diff, diff_ci=d.ci, wins=d.a_only, losses=d.b_only,
+                   p_value=d.p_value)
+
+    @property
+    def clear_of_zero(self) -> bool:
+        return self.diff_ci[0] > 0 or self.diff_ci[1] < 0
+
+    def points(self) -> str:
+        lo, hi = self.diff_ci
+        return f"{100 * self.diff:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}, McNemar p = {self.p_value:.2g})"
 
 
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs)
-
-
-def verdict(s1: list[float], s2: list[float], d: list[float], s2_tokens: list[float], d_tokens: list[float],
-            resamples: int = 1000, seed: int = 0) -> dict:
-    """Point estimates and intervals from per-item correctness (0/1) and generated tokens.
-
-    All lists are aligned on the same test items. ``recovered`` is None when System 2 ≤ System 1;
-    its interval uses only the resamples where System 2 > System 1 (``undefined_share`` says how
-    many did not), since a ratio over a gap that is zero or negative means nothing.
-    """
-    n = len(s1)
-    if not (n and len(s2) == len(d) == len(s2_tokens) == len(d_tokens) == n):
-        raise ValueError("verdict needs equally long, non-empty per-item lists")
-    gap = _mean(s2) - _mean(s1)
-    tok2 = _mean(s2_tokens)
-    rng = random.Random(seed)
-    gaps, recovered, ratios = [], [], []
-    for _ in range(resamples):
-        idx = rng.choices(range(n), k=n)
-        a1, a2, ad = (sum(xs[i] for i in idx) / n for xs in (s1, s2, d))
-        gaps.append(a2 - a1)
-        if a2 > a1:
-            recovered.append((ad - a1) / (a2 - a1))
-        t2 = sum(s2_tokens[i] for i in idx)
-        if t2 > 0:
-            ratios.append(sum(d_tokens[i] for i in idx) / t2)
-    return {
-        "n": n, "system1": _mean(s1), "system2": _mean(s2), "distilled": _mean(d),
-        "gap": gap, "gap_ci": _ci(gaps),
-        "recovered": (_mean(d) - _mean(s1)) / gap if gap > 0 else None,
-        "recovered_ci": _ci(recovered) if gap > 0 else None,
-        "undefined_share": 1 - len(recovered) / resamples,
-        "token_ratio": _mean(d_tokens) / tok2 if tok2 > 0 else None,
-        "token_ratio_ci": _ci(ratios) if tok2 > 0 else None,
-        "system2_tokens": tok2, "distilled_tokens": _mean(d_tokens),
-    }
+class Verdict(BaseModel):
+    distilled: str  # labels
+    system2: str
+    system1: str
+    n: int
+    accuracy: dict[str, float]  # label → accuracy on these items
+    gap: Comparison  # System 2 vs System 1
+    distilled_gain: Comparison  # distilled vs System 1
+    recovered: float | None  # only when the gap is clear of zero
+    recovered_ci: tuple[float, float] | None
+    items_needed: int | None  # paired items that would make the observed gap clear of zero (80% power)
+    token_ratio: float | None
+    token_ratio_ci: tuple[float, float] | None
+    system2_tokens: float
+    distilled_tokens: float
+    sentence: str
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def sentence(v: dict, distilled: str, system2: str, system1: str = "System 1") -> str:
-    """The verdict as one plain-language line, numbers included."""
-    if v["token_ratio"] is None:
-        cost = f"with {system2} generating no tokens"
+def verdict(s1: list[bool], s2: list[bool], d: list[bool], s2_tokens: list[float], d_tokens: list[float], *,
+            labels: tuple[str, str, str]) -> Verdict:
+    """``labels`` = (distilled, System 2, System 1); the lists are aligned on the same test items."""
+    n = len(s1)
+    if not (n and len(s2) == len(d) == len(s2_tokens) == len(d_tokens) == n):
+        raise ValueError("verdict needs equally long, non-empty per-item lists")
+    distilled, system2, system1 = labels
+    gap = Comparison.of(system2, system1, paired_difference(s2, s1))
+    gain = Comparison.of(distilled, system1, paired_difference(d, s1))
+    recovered = recovered_ci = needed = None
+    if gap.diff > 0 and gap.clear_of_zero:
+        recovered = gain.diff / gap.diff
+        recovered_ci = paired_bootstrap(lambda a1, a2, ad: (ad - a1) / (a2 - a1) if a2 > a1 else None,
+                                        [list(map(float, s1)), list(map(float, s2)), list(map(float, d))])
+    elif gap.diff > 0:
+        needed = items_needed(paired_difference(s2, s1))
+    t2, td = sum(s2_tokens) / n, sum(d_tokens) / n
+    ratio = td / t2 if t2 > 0 else None
+    ratio_ci = paired_bootstrap(lambda a, b: b / a if a > 0 else None, [s2_tokens, d_tokens]) if t2 > 0 else None
+    accuracy = {system1: sum(s1) / n, system2: sum(s2) / n, distilled: sum(d) / n}
+    v = Verdict(distilled=distilled, system2=system2, system1=system1, n=n, accuracy=accuracy, gap=gap,
+                distilled_gain=gain, recovered=recovered, recovered_ci=recovered_ci, items_needed=needed,
+                token_ratio=ratio, token_ratio_ci=ratio_ci, system2_tokens=t2, distilled_tokens=td, sentence="")
+    v.sentence = sentence(v)
+    return v
+
+
+def sentence(v: Verdict) -> str:
+    """The verdict in plain words, numbers included."""
+    accs = ", ".join(f"{k} {100 * a:.1f}%" for k, a in v.accuracy.items())
+    if v.token_ratio is None:
+        cost = f"with {v.system2} generating no tokens"
     else:
-        lo, hi = v["token_ratio_ci"]
-        cost = (f"at {_pct(v['token_ratio'])} ({_pct(lo)}–{_pct(hi)}) of {system2}'s tokens "
-                f"({v['distilled_tokens']:.1f} vs {v['system2_tokens']:.1f} per answer)")
-    accs = f"{system2} {100 * v['system2']:.1f}%, {system1} {100 * v['system1']:.1f}%, {distilled} {100 * v['distilled']:.1f}%"
-    if v["recovered"] is None:
-        return (f"{system2} is not more accurate than {system1} on these {v['n']} items ({accs}), so there is no "
-                f"System 2 gain to distil and the gap recovered is undefined; {distilled} runs {cost}.")
-    lo, hi = v["recovered_ci"]
-    line = (f"{distilled} recovers {_pct(v['recovered'])} (95% CI {_pct(lo)}–{_pct(hi)}) of the System 2 − System 1 "
-            f"accuracy gap ({accs}) {cost}.")
-    glo, ghi = v["gap_ci"]
-    if glo <= 0:  # the gain being distilled may itself be noise: say so next to the number
-        line += (f" Caution: the gap itself ({100 * v['gap']:+.1f} points, CI {100 * glo:+.1f} to {100 * ghi:+.1f}) "
-                 f"is not clearly above zero on {v['n']} items.")
-    return line
-
-
-def run_verdicts(p: Pipeline, scores: list[dict]) -> list[dict]:
-    """One verdict per distilled model of a run, from its greedy evaluation traces.
-
-    A model distilled from method M is compared with M itself as System 2; "Distill System 1"
-    has no System 2 and gets none. A missing System 1 or M evaluation is reported, not guessed.
-    """
-    by_system = {s["system"]: s for s in scores}
-    test = p.examples("test")
-
-    def per_item(system: str) -> tuple[list[float], list[float]]:
-        firsts = {t.example_id: t for t in read_records(p.dir / "evaluate" / f"{system}.jsonl", Trace) if t.sample == 0}
-        return ([float(p.task.correct(firsts[ex.id].answer, ex)) for ex in test],
-                [float(firsts[ex.id].tokens) for ex in test])
-
-    out = []
-    for spec in p.cfg.distill.specs:
-        d = by_system.get(f"distill_{spec.key}")
-        if spec.method == "system1" or d is None:
-            continue
-        missing = [m for m in ("system1", spec.method) if m not in by_system]
-        if missing:
-            out.append({"distilled_label": d["label"], "sentence": f"No verdict for {d['label']}: add "
-                        f"{' and '.join(missing)} to evaluate.systems to compare it with System 1 and System 2."})
-            continue
-        (c1, _), (c2, t2), (cd, td) = per_item("system1"), per_item(spec.method), per_item(d["system"])
-        v = verdict(c1, c2, cd, t2, td)
-        s2 = by_system[spec.method]["label"]
-        out.append({"distilled_label": d["label"], "system2_label": s2, **v, "sentence": sentence(v, d["label"], s2)})
-    return out
+        lo, hi = v.token_ratio_ci or (float("nan"), float("nan"))
+        cost = (f"at {_pct(v.token_ratio)} ({_pct(lo)}–{_pct(hi)}) of {v.system2}'s tokens "
+                f"({v.distilled_tokens:.1f} vs {v.system2_tokens:.1f} per answer)")
+    gain = f"{v.distilled} vs {v.system1}: {v.distilled_gain.points()}"
+    if v.recovered is not None:
+        interval = (f"95% CI {_pct(v.recovered_ci[0])}–{_pct(v.recovered_ci[1])}" if v.recovered_ci
+                    else "interval undefined: the gap vanishes in too many resamples")
+        return (f"{v.distilled} recovers {_pct(v.recovered)} ({interval}) of {v.system2}'s gain over {v.system1} "
+                f"({v.gap.points()}) {cost}, on {v.n} test items ({accs}).")
+    if v.gap.diff <= 0:
+        return (f"{v.system2} is not more accurate than {v.system1} on these {v.n} test items ({v.gap.points()}), so "
+                f"there is no System 2 gain to distil; {gain}, {cost}.")
+    return (f"{v.system2}'s gain over {v.system1} ({v.gap.points()}) is not clear of zero on {v.n} test items, so the "
+            f"share of it that distillation keeps cannot be measured here (about {v.items_needed} paired items would "
+            f"be needed at this gap); {gain}, {cost}.")

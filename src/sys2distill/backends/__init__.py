@@ -1,11 +1,14 @@
-"""Generation backends; ``REGISTRY`` maps a short name (``hf``) to its class."""
+"""Generation backends; ``REGISTRY`` maps a short name (``hf``) to its class.
 
-from sys2distill.registry import make_register
+Every module of this package is imported (vLLM itself loads lazily), so a new backend is one
+file with ``@register_backend``.
+"""
+
+from sys2distill.backends.base import Backend, SamplingParams
+from sys2distill.registry import import_all, make_register
 
 REGISTRY: dict[str, type] = {}
-register_backend = make_register(REGISTRY)
-
-from sys2distill.backends import hf, openai_compat, vllm_engine  # noqa: E402,F401  (fill REGISTRY; vLLM loads lazily)
-from sys2distill.backends.base import Backend, SamplingParams  # noqa: E402
+register_backend = make_register(REGISTRY, "backend", required=("generate",))
+import_all(__name__, __path__)
 
 __all__ = ["REGISTRY", "Backend", "SamplingParams", "register_backend"]

@@ -1,13 +1,13 @@
-"""Unsupervised consistency filters; ``REGISTRY`` maps a short name to its class."""
+"""Unsupervised consistency filters; ``REGISTRY`` maps a short name to its class.
 
-from sys2distill.registry import make_register
+Every module of this package is imported, so a new filter is one file with ``@register_filter``.
+"""
+
+from sys2distill.filters.base import Filter
+from sys2distill.registry import import_all, make_register
 
 REGISTRY: dict[str, type] = {}
-register_filter = make_register(REGISTRY)
-
-from sys2distill.filters import majority  # noqa: E402,F401  (fills REGISTRY)
-from sys2distill.filters import usc  # noqa: E402,F401
-from sys2distill.filters import perturbation_consistency  # noqa: E402,F401
-from sys2distill.filters.base import Filter  # noqa: E402
+register_filter = make_register(REGISTRY, "filter", Filter, required=("decide|apply",))
+import_all(__name__, __path__)
 
 __all__ = ["REGISTRY", "Filter", "register_filter"]

@@ -8,12 +8,10 @@ rarely produces a parseable answer cannot reach high agreement.
 
 from __future__ import annotations
 
-from collections import Counter
-
 from sys2distill.filters import register_filter
 from sys2distill.filters.base import Filter
 from sys2distill.records import FilterDecision, Trace
-from sys2distill.tasks.base import normalize
+from sys2distill.tasks.base import normalize, tally
 
 
 def majority_vote(answers: list[str | None]) -> tuple[str | None, dict[str, int], float]:
@@ -21,7 +19,7 @@ def majority_vote(answers: list[str | None]) -> tuple[str | None, dict[str, int]
 
     Answers are compared after ``normalize`` (case, punctuation), the same rule scoring uses.
     """
-    votes = Counter(normalize(a) for a in answers if a is not None and normalize(a))
+    votes = tally(answers)
     ranked = votes.most_common(2)
     if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
         return None, dict(votes), (ranked[0][1] / len(answers) if ranked else 0.0)

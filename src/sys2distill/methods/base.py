@@ -40,7 +40,7 @@ class Method:
             )
 
     def template(self, key: str) -> str:
-        return self.overrides.get(key) or self.PROMPTS.get(f"{key}@{self.task.name}") or self.PROMPTS[key]
+        return self.overrides.get(key) or self.PROMPTS.get(f"{key}@{self.task.prompt_variant}") or self.PROMPTS[key]
 
     def prompt(self, key: str, example: Example, **fields: object) -> Messages:
         """Render one prompt as a single user turn (the chat template is the backend's job)."""

@@ -1,14 +1,13 @@
-"""Tasks; ``REGISTRY`` maps a short name (``last_letter``, ``coin_flip``) to its class."""
+"""Tasks; ``REGISTRY`` maps a short name (``last_letter``, ``dataset``) to its class.
 
-from sys2distill.registry import make_register
+Every module of this package is imported, so a new task is one file with ``@register_task``.
+"""
+
+from sys2distill.registry import import_all, make_register
+from sys2distill.tasks.base import Task
 
 REGISTRY: dict[str, type] = {}
-register_task = make_register(REGISTRY)
-
-from sys2distill.tasks import coin_flip, last_letter  # noqa: E402,F401  (fills REGISTRY)
-from sys2distill.tasks import gsm8k  # noqa: E402,F401
-from sys2distill.tasks import sycophancy  # noqa: E402,F401
-from sys2distill.tasks import pairwise_judge  # noqa: E402,F401
-from sys2distill.tasks.base import Task  # noqa: E402
+register_task = make_register(REGISTRY, "task", Task, required=("extraction_rule", "load", "extract_answer"))
+import_all(__name__, __path__)
 
 __all__ = ["REGISTRY", "Task", "register_task"]

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
+from collections import Counter
 from typing import ClassVar
 
 from sys2distill.records import Example
 
+# "The answer (Yes or No) is": a parenthetical after "answer" names the expected format, not the answer.
+FORMAT_NOTE = r"(?:\s*\([^()\n]*\))?"
 # "The answer is X", "Final answer: X", "Answer: X" — the last such phrase wins, since
 # System 2 outputs often restate the question ("...what is the answer?") before answering.
 ANSWER_MARKER = re.compile(
-    r"(?:final answer|the answer is|answer is|answer:|answer would be|result is|result:)\s*[:\-]?\s*(.+)",
+    rf"(?:final answer{FORMAT_NOTE}|\banswer{FORMAT_NOTE}\s*(?:is\b|would be\b|:)|result is|result:)\s*[:\-]?\s*(.+)",
     re.IGNORECASE,
 )
 
@@ -25,11 +29,20 @@ def after_last_marker(text: str) -> str | None:
 
 
 def normalize(text: str) -> str:
-    """Casefold and strip punctuation, quotes, markdown emphasis and surrounding space."""
-    text = text.casefold().replace("**", "")
+    """Casefold and strip punctuation, quotes, markdown emphasis and surrounding space.
+
+    NFC first: a model may write "é" as "e" + a combining accent, which must equal the gold's "é".
+    """
+    text = unicodedata.normalize("NFC", text).casefold().replace("**", "")
     # Keep a leading minus on a number: "-5" and "5" are different answers (GSM8K has both).
     sign = "-" if re.match(r"\s*-\d", text) else ""
     return sign + text.strip().strip(string.punctuation + "“”‘’ \t").strip()
+
+
+def tally(answers: list[str | None]) -> Counter:
+    """Votes per normalized answer; failed extractions (None, or nothing left after normalizing) vote
+    for nobody. The one vote counter of the filters, evaluation's k-vote and adaptive sampling."""
+    return Counter(normalize(a) for a in answers if a is not None and normalize(a))
 
 
 class Task:
@@ -79,6 +92,19 @@ class Task:
         whether the answers disagree. None: the task has no pairs."""
         return None
 
+    #: The names ``prompt_fields`` provides, known before any example is loaded: a chain step's
+    #: template is checked against them when the chain is built.
+    prompt_field_names: ClassVar[tuple[str, ...]] = ()
+
     def prompt_fields(self, example: Example) -> dict[str, object]:
         """Extra placeholders prompts may use besides ``{question}`` (e.g. ``{num_words}``)."""
         return {}
+
+    @property
+    def prompt_variant(self) -> str:
+        """Which ``"name@variant"`` prompts methods use for this task: its own name unless it poses
+        another task's problem (a ``dataset`` of response pairs takes the judge prompts)."""
+        return self.name
+
+    def check_data(self) -> None:
+        """Read the data now, so a bad file or template fails before any model is loaded."""

@@ -103,6 +103,25 @@ def swapped_partners(examples: list[Example]) -> dict[str, Example | None]:
     return {ex.id: by_pair.get((ex.metadata.get("pair_id"), other.get(ex.metadata.get("order")))) for ex in examples}
 
 
+def both_orders(pair_id: str, question: str, response_1: str, response_2: str, label: int | None,
+                metadata: dict) -> list[Example]:
+    """A pair as two examples, response 1 shown first (``…-ab``) and second (``…-ba``); ``label``
+    (1 or 2, the preferred response; None for unlabeled inputs) becomes the gold position."""
+    out = []
+    for order, (a, b) in (("ab", (response_1, response_2)), ("ba", (response_2, response_1))):
+        gold = None if label is None else "A" if (label == 1) == (order == "ab") else "B"
+        out.append(Example(id=f"{pair_id}-{order}", question=question, answer=gold,
+                           metadata={"pair_id": pair_id, "order": order, "response_a": a, "response_b": b, **metadata}))
+    return out
+
+
+def inconsistent_pairs(examples: list[Example], answers: dict[str, str | None]) -> dict[str, bool]:
+    """Pair id → whether the verdict flips when the responses swap (pairs seen in both orders only)."""
+    return {ex.metadata["pair_id"]: not consistent(answers.get(ex.id), answers.get(partner.id))
+            for ex, partner in zip(examples, swapped_partners(examples).values())
+            if partner is not None and ex.metadata["order"] == "ab"}
+
+
 def _side(question: str) -> str:
     return "test" if hashlib.sha256(question.encode()).digest()[0] % TEST_SHARE == 0 else "train"
 
@@ -213,6 +232,7 @@ class PairwiseJudge(Task):
     """Which of two responses is better? Sizes count *pairs*; each pair gives two examples (both orders)."""
 
     metric = "human agreement"
+    prompt_field_names = ("response_a", "response_b")
     extraction_rule = ("the last [[A]]/[[B]]/[[C]] (C = tie), else [A]/[B], else a phrase such as 'Assistant B is better' "
                        "or 'verdict: A', else 'tie'; a tie never agrees with a human label (human ties are removed)")
 
@@ -252,16 +272,11 @@ class PairwiseJudge(Task):
         rng.shuffle(pool)
         out = []
         for i, p in enumerate(pool[:size]):
-            pair_id = f"{testset}-{split}-{i:04d}"
-            one, two = _cut(p["response_1"], self.max_chars), _cut(p["response_2"], self.max_chars)
             groups = [testset] + ([f"{testset}/{p['category']}"] if testset == "mt_bench" else [])
-            for order, (a, b) in (("ab", (one, two)), ("ba", (two, one))):
-                gold = None
-                if self.labeled(split):  # train inputs stay unlabeled: only the evaluator reads labels
-                    gold = "A" if (p["label"] == 1) == (order == "ab") else "B"
-                out.append(Example(id=f"{pair_id}-{order}", question=p["question"].strip(), answer=gold,
-                                   metadata={"pair_id": pair_id, "order": order, "response_a": a, "response_b": b,
-                                             "testset": testset, "category": p["category"], "groups": groups}))
+            # Train inputs stay unlabeled: only the evaluator reads labels.
+            out += both_orders(f"{testset}-{split}-{i:04d}", p["question"].strip(), _cut(p["response_1"], self.max_chars),
+                               _cut(p["response_2"], self.max_chars), p["label"] if self.labeled(split) else None,
+                               {"testset": testset, "category": p["category"], "groups": groups})
         if split == "train":  # unlabeled inputs in shuffled order, as the paper's distillation set
             rng.shuffle(out)
         return out
@@ -276,7 +291,4 @@ class PairwiseJudge(Task):
         return f"[[{answer.upper()}]]"
 
     def inconsistent(self, examples: list[Example], answers: dict[str, str | None]) -> dict[str, bool]:
-        """Pair id → whether the verdict flips when the responses swap (pairs seen in both orders only)."""
-        return {ex.metadata["pair_id"]: not consistent(answers.get(ex.id), answers.get(partner.id))
-                for ex, partner in zip(examples, swapped_partners(examples).values())
-                if partner is not None and ex.metadata["order"] == "ab"}
+        return inconsistent_pairs(examples, answers)

@@ -1,0 +1,149 @@
+"""Where does the distillation mechanism exist at this scale? (arXiv 2407.06023 Sec. 4, Tables 1–4)
+
+For each model and each setting (the shipped experiments and simple variants), on a *dev* split
+— labelled items drawn like the unlabeled train inputs (another seed), never a test item:
+
+- greedy System 1 and every System 2 method: accuracy with a Wilson 95% interval, and the paired
+  difference to System 1 on the same items (exact McNemar p, Newcombe interval of the difference);
+- N = 16 sampled answers of System 1 and of the setting's System 2 methods: the majority filter's
+  precision (kept answers that are right) and yield at min_agreement 0.5 / 0.75 and N = 8 / 16,
+  set against greedy System 1 accuracy — the self-consistency effect that the paper's
+  "Distill System 1" rows and every distilled model rest on.
+
+Traces are written as the pipeline writes them (resumable JSONL, one file per method) and scored
+afterwards with the tasks' current answer rules, so a rule fix rescores without regenerating.
+
+    python bench/demo_study.py generate --model embedded [--only coin_flip_p2,gsm8k] [--no-samples]
+    python bench/demo_study.py generate --model qwen     # Qwen2.5-Coder-0.5B, benchmark-only (cot_gsm8k_qwen.py)
+    python bench/demo_study.py analyze                   # bench/demo_study.md from every trace on disk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "runs" / "demo_study"
+DEV_SEED = 7  # dev items: the train-side generator at another seed (the shipped configs use seed 0)
+DEV_SIZE = 150
+NOTE = " Flip means reverse."  # RaR's and zero-shot-CoT's coin-flip wording
+
+
+@dataclass
+class Setting:
+    config: str  # the shipped config it varies
+    overrides: list[str]
+    greedy: list[str]  # methods scored greedily (the first is System 1)
+    sampled: list[str] = field(default_factory=list)  # methods sampled N times for the filter's precision
+    size: int = DEV_SIZE
+
+
+def _letters(k: int) -> Setting:
+    return Setting("rar_last_letter", [f"task.options.num_words={k}"], ["system1", "rar_1step", "rar_2step", "cot"],
+                   ["system1", "rar_2step"])
+
+
+def _coins(k: int) -> Setting:
+    return Setting("rar_coin_flip", [f"task.options.num_people={k}"], ["system1", "rar_1step", "rar_2step", "cot"],
+                   ["system1", "rar_2step"])
+
+
+SETTINGS = {
+    **{f"last_letter_w{k}": _letters(k) for k in (1, 2, 3, 4)},
+    **{f"coin_flip_p{k}": _coins(k) for k in (1, 2, 3, 4)},
+    "gsm8k": Setting("cot_gsm8k", [], ["system1", "cot", "cot_fewshot"], ["system1", "cot"]),
+    "sycophancy": Setting("s2a_sycophancy", [], ["system1", "s2a"], [], size=152),  # 38 questions × 4 templates
+    "bsm_judge": Setting("bsm_judge", ["task.options.eval_sets=[]"], ["system1", "cot", "bsm"], [], size=150),
+}
+SAMPLES = 16
+
+
+def model_path(name: str) -> str:
+    if name == "qwen":
+        sys.path.insert(0, str(ROOT / "bench"))
+        from cot_gsm8k_qwen import SHA256, fetch_gguf
+
+        from sys2distill.models import cache_root, convert_gguf
+
+        folder = cache_root() / "qwen2.5-coder-0.5b-instruct"
+        return str(convert_gguf(fetch_gguf(folder), folder / f"hf-{SHA256[:12]}", SHA256))
+    return name
+
+
+def pipeline(model: str, name: str, setting: Setting, backend=None):
+    from sys2distill.config import load_config
+    from sys2distill.pipeline import Pipeline
+
+    cfg = load_config(setting.config, [*setting.overrides, f"model={model}", f"task.seed={DEV_SEED}",
+                                       f"task.train_size={setting.size}", "backend.dtype=bfloat16"])
+    return Pipeline(cfg, backend=backend)
+
+
+def dev_items(p):
+    """The dev split: train-side items with their labels (the pipeline itself never reads train labels)."""
+    p.task.reveal_train_labels = True
+    items = p.task.load("train")
+    if p.cfg.task.name == "coin_flip":  # RaR's test questions carry the note; ask ours the same way
+        items = [replace(ex, question=ex.question + NOTE) if not ex.question.endswith(NOTE) else ex for ex in items]
+    return items
+
+
+def generate(model_name: str, only: list[str] | None, samples: bool) -> None:
+    from sys2distill.backends.base import SamplingParams
+    from sys2distill.generation import run_method
+
+    model = model_path(model_name)
+    backend = None
+    for name, setting in SETTINGS.items():
+        if only and name not in only:
+            continue
+        p = pipeline(model, name, setting, backend)
+        backend = p.backend()  # loaded once, shared by every setting
+        items, folder = dev_items(p), OUT / model_name / name
+        greedy = SamplingParams(n=1, temperature=0.0, max_tokens=p.cfg.evaluate.max_tokens)
+        for method in setting.greedy:
+            timed(folder, f"greedy_{method}", lambda m=method: run_method(
+                p.method(m), items, backend, greedy, folder / f"greedy_{m}.jsonl", 256, desc=f"{name} {m} greedy"))
+        for method in setting.sampled if samples else []:
+            params = replace(p.sampling(), n=SAMPLES)
+            timed(folder, f"samples_{method}", lambda m=method: run_method(
+                p.method(m), items, backend, params, folder / f"samples_{m}.jsonl", 256, desc=f"{name} {m} ×{SAMPLES}"))
+
+
+def timed(folder: Path, key: str, fn) -> None:
+    """Run ``fn`` and record its wall time and the process's peak RSS beside the traces."""
+    log = folder / "timings.json"
+    times = json.loads(log.read_text()) if log.exists() else {}
+    if key in times:
+        return
+    start = time.perf_counter()
+    fn()
+    folder.mkdir(parents=True, exist_ok=True)
+    times[key] = {"seconds": round(time.perf_counter() - start, 1),
+                  "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    log.write_text(json.dumps(times, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["generate", "analyze"])
+    ap.add_argument("--model", default="embedded", help="embedded or qwen")
+    ap.add_argument("--only", help="comma-separated settings: " + ", ".join(SETTINGS))
+    ap.add_argument("--no-samples", action="store_true", help="greedy only (no filter precision)")
+    args = ap.parse_args()
+    if args.command == "generate":
+        generate(args.model, args.only.split(",") if args.only else None, not args.no_samples)
+    else:
+        from demo_study_analysis import analyze  # noqa: PLC0415
+
+        analyze()
+
+
+if __name__ == "__main__":
+    main()
