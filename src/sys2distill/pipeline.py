@@ -34,6 +34,7 @@ from sys2distill.generation import load_traces, run_method
 from sys2distill.models import check_model_name
 from sys2distill.records import Example, read_records, write_jsonl
 from sys2distill.registry import lookup
+from sys2distill.tracking import Tracker, check_installed
 
 STAGES = ("generate", "filter", "train", "evaluate", "report")
 # Config keys each stage's outputs depend on (cumulative: a stage depends on its inputs' keys).
@@ -43,8 +44,9 @@ _KEYS["train"] = _KEYS["filter"] + ["train"]
 _KEYS["evaluate"] = _KEYS["train"] + ["evaluate"]
 _KEYS["report"] = _KEYS["evaluate"]
 # Keys inside those sections that never change a stage's outputs (how often generation writes to
-# disk; ``chunk_size`` is its old name, still found in older run folders): left out of fingerprints.
-_OUTPUT_NEUTRAL = (("generation", "chunk_sequences"), ("generation", "chunk_size"))
+# disk; ``chunk_size`` is its old name, still found in older run folders; where metrics are sent):
+# left out of fingerprints.
+_OUTPUT_NEUTRAL = (("generation", "chunk_sequences"), ("generation", "chunk_size"), ("train", "report_to"))
 
 
 def _pick(cfg: dict, dotted: str):
@@ -96,6 +98,11 @@ class Pipeline:
         self.backend_cls = lookup(backends.REGISTRY, cfg.backend.name, "backend")
         if loaded_base is None:
             check_model_name(cfg.model)
+        check_installed(cfg.train.report_to)
+        if cfg.train.sft_args:  # a typo in an SFTConfig field fails now, not after hours of generation
+            from sys2distill.trainer import sft_config
+
+            sft_config(cfg.train, self.dir / "train")
         t = cfg.task
         try:
             self.task = task_cls(train_size=t.train_size, test_size=t.test_size, seed=t.seed, source=t.source, **t.options)
@@ -104,6 +111,7 @@ class Pipeline:
         self._backend = backend
         self._loaded_base = loaded_base  # (model, tokenizer) for tests that build a tiny model in-process
         self.timings: dict[str, dict] = {}
+        self.tracker = Tracker(cfg.train.report_to, self.dir, cfg.name)
 
     # -- shared pieces ---------------------------------------------------------------------
     def method(self, name: str):
@@ -189,6 +197,7 @@ class Pipeline:
                 peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
                 self.timings[stage] = {"seconds": round(time.perf_counter() - start, 1), "peak_rss_gib": round(peak_gib, 2)}
                 self._write_marker(stage, done=True, **self.timings[stage])
+                self.tracker.log_stage(stage, self.timings[stage])
 
     # -- stages ----------------------------------------------------------------------------
     def num_samples(self, method: str) -> int:
@@ -263,7 +272,8 @@ class Pipeline:
                 import copy
 
                 loaded = (copy.deepcopy(self._loaded_base[0]), self._loaded_base[1])
-            train(self.dir / "distill" / f"{spec.key}.jsonl", self.cfg.model, out, self.cfg.train, loaded=loaded)
+            train(self.dir / "distill" / f"{spec.key}.jsonl", self.cfg.model, out, self.cfg.train, loaded=loaded,
+                  run_name=f"{self.cfg.name}/{spec.key}")
             gc.collect()
 
     def stage_evaluate(self) -> None:
