@@ -31,6 +31,7 @@ from sys2distill.errors import UserError
 from sys2distill.evaluator import fidelity, kvote, score
 from sys2distill.adaptive import StopRule
 from sys2distill.generation import load_traces, run_method
+from sys2distill.hub import distilled_model_name, write_dataset_card, write_model_card
 from sys2distill.models import check_model_name
 from sys2distill.records import Example, read_records, write_jsonl
 from sys2distill.registry import lookup
@@ -254,6 +255,7 @@ class Pipeline:
             write_jsonl(self.dir / "filter" / f"{spec.key}.jsonl", decisions)
             records = build_records(train, traces, decisions, self.method("system1"), self.cfg.distill.target)
             write_jsonl(self.dir / "distill" / f"{spec.key}.jsonl", records)
+            write_dataset_card(self.dir / "distill" / f"{spec.key}.jsonl", run_config=self.cfg)
 
     def stage_train(self) -> None:
         from sys2distill.trainer import train
@@ -273,7 +275,10 @@ class Pipeline:
 
                 loaded = (copy.deepcopy(self._loaded_base[0]), self._loaded_base[1])
             train(self.dir / "distill" / f"{spec.key}.jsonl", self.cfg.model, out, self.cfg.train, loaded=loaded,
-                  run_name=f"{self.cfg.name}/{spec.key}")
+                  model_name=distilled_model_name(self.cfg.model, spec.key), run_name=f"{self.cfg.name}/{spec.key}")
+            if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 wrote the checkpoint
+                write_model_card(out, run_config=self.cfg, train_record=json.loads((out / "DONE.json").read_text()),
+                                 results_markdown_table=None)
             gc.collect()
 
     def stage_evaluate(self) -> None:
