@@ -33,10 +33,12 @@ from sys2distill.errors import UserError
 from sys2distill.evaluator import FILTER_CHECK, ROWS, EvalRow, FilterCheck, check_filter, score_rows
 from sys2distill.adaptive import StopRule
 from sys2distill.generation import load_traces, run_method
+from sys2distill.hub import distilled_model_name, write_dataset_card, write_model_card, write_model_cards
 from sys2distill.models import check_model_name, model_identity
 from sys2distill.records import Example, FilterDecision, Trace, read_records, write_jsonl
 from sys2distill.registry import lookup
 from sys2distill.report import RESULTS_JSON, Results, build_results, write_results
+from sys2distill.tracking import Tracker, check_installed, stage_tokens
 
 STAGES = ("generate", "filter", "train", "evaluate", "report")
 # Config keys each stage's outputs depend on (cumulative: a stage depends on its inputs' keys).
@@ -47,8 +49,9 @@ _KEYS["train"] = _KEYS["filter"] + ["train"]
 _KEYS["evaluate"] = _KEYS["train"] + ["evaluate"]
 _KEYS["report"] = _KEYS["evaluate"]
 # Keys inside those sections that never change a stage's outputs (how often generation writes to
-# disk; ``chunk_size`` is its old name, still found in older run folders): left out of fingerprints.
-_OUTPUT_NEUTRAL = (("generation", "chunk_sequences"), ("generation", "chunk_size"))
+# disk; ``chunk_size`` is its old name, still found in older run folders; where metrics are sent):
+# left out of fingerprints.
+_OUTPUT_NEUTRAL = (("generation", "chunk_sequences"), ("generation", "chunk_size"), ("train", "report_to"))
 
 
 def _pick(cfg: dict, dotted: str):
@@ -122,6 +125,11 @@ class Pipeline:
         self.backend_cls = lookup(backends.REGISTRY, cfg.backend.name, "backend")
         if loaded_base is None:
             check_model_name(cfg.model)
+        check_installed(cfg.train.report_to)
+        if cfg.train.sft_args:  # a typo in an SFTConfig field fails now, not after hours of generation
+            from sys2distill.trainer import sft_config
+
+            sft_config(cfg.train, self.dir / "train")
         t = cfg.task
         try:
             self.task = task_cls(train_size=t.train_size, test_size=t.test_size, seed=t.seed, source=t.source, **t.options)
@@ -134,6 +142,7 @@ class Pipeline:
         self._backend = backend
         self._loaded_base = loaded_base  # (model, tokenizer) for tests that build a tiny model in-process
         self.timings: dict[str, dict] = {}
+        self.tracker = Tracker(cfg.train.report_to, self.dir, cfg.name)
 
     # -- shared pieces ---------------------------------------------------------------------
     def method(self, name: str):
@@ -226,6 +235,7 @@ class Pipeline:
                 peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
                 self.timings[stage] = {"seconds": round(time.perf_counter() - start, 1), "peak_rss_gib": round(peak_gib, 2)}
                 self._write_marker(stage, done=True, **self.timings[stage])
+                self.tracker.log_stage(stage, self.timings[stage])
         return Results.load(self.dir) if (self.dir / RESULTS_JSON).exists() else None
 
     # -- stages ----------------------------------------------------------------------------
@@ -283,6 +293,7 @@ class Pipeline:
             write_jsonl(self.dir / "filter" / f"{spec.key}.jsonl", decisions)
             records = build_records(train, traces, decisions, self.method("system1"), self.cfg.distill.target)
             write_jsonl(self.dir / "distill" / f"{spec.key}.jsonl", records)
+            write_dataset_card(self.dir / "distill" / f"{spec.key}.jsonl", run_config=self.cfg)
 
     def stage_train(self) -> None:
         from sys2distill.trainer import train
@@ -301,7 +312,11 @@ class Pipeline:
                 import copy
 
                 loaded = (copy.deepcopy(self._loaded_base[0]), self._loaded_base[1])
-            train(self.dir / "distill" / f"{spec.key}.jsonl", self.cfg.model, out, self.cfg.train, loaded=loaded)
+            train(self.dir / "distill" / f"{spec.key}.jsonl", self.cfg.model, out, self.cfg.train, loaded=loaded,
+                  model_name=distilled_model_name(self.cfg.model, spec.key), run_name=f"{self.cfg.name}/{spec.key}")
+            if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 wrote the checkpoint
+                write_model_card(out, run_config=self.cfg, train_record=json.loads((out / "DONE.json").read_text()),
+                                 results_markdown_table=None)
             gc.collect()
 
     def stage_evaluate(self) -> None:
@@ -387,6 +402,7 @@ class Pipeline:
             info={"task": self.cfg.task.name, "model": model_identity(self.cfg.model), "metric": self.task.metric,
                   "extraction_rule": self.task.extraction_rule, "task_version": self.task.version,
                   "config": self.cfg.model_dump(), "versions": versions()}), self.dir)
+        write_model_cards(self.dir, self.cfg)  # each checkpoint's card gets the results table
 
     def _trained(self, key: str) -> dict:
         done, skipped = self.dir / "train" / key / "DONE.json", self.dir / "train" / key / "SKIPPED.json"
@@ -396,15 +412,11 @@ class Pipeline:
 
     def _stage_records(self) -> dict[str, dict]:
         """Wall time and peak memory of each finished stage, and the tokens it generated."""
-        tokens = {"generate": sum(t.tokens for f in sorted((self.dir / "generate").glob("*.jsonl")) for t in read_records(f, Trace)),
-                  "filter": sum(d.details.get("tokens", 0) for f in sorted((self.dir / "filter").glob("*.jsonl"))
-                                for d in read_records(f, FilterDecision)),
-                  "evaluate": sum(t.tokens for f in sorted((self.dir / "evaluate").glob("*.jsonl"))
-                                  if f.name not in (ROWS, FILTER_CHECK) for t in read_records(f, Trace))}
         out = {}
         for stage in ("generate", "filter", "train", "evaluate"):
             marker = self._marker(stage)
             m = json.loads(marker.read_text()) if marker.exists() else {}
             if m.get("done"):
-                out[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"], "generated_tokens": tokens.get(stage)}
+                out[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"],
+                              "generated_tokens": stage_tokens(self.dir, stage)}
         return out
