@@ -29,7 +29,7 @@ def test_a_trained_run_has_cards_that_the_hub_library_reads(tmp_path, embedded_t
     base = tiny_model(embedded_tokenizer)
     base.config._model_name_or_path = "Smollm2 135M 8k Lc100K Mix1 Ep2"  # what the embedded GGUF's conversion carries
     p = Pipeline(cfg, loaded_base=(base, embedded_tokenizer))
-    p.run()
+    p.run(stages=("generate", "filter", "train"))
     checkpoint, data = p.dir / "train" / "rar_2step", p.dir / "distill" / "rar_2step.jsonl"
 
     # Written by the train stage, before any evaluation.
@@ -45,7 +45,8 @@ def test_a_trained_run_has_cards_that_the_hub_library_reads(tmp_path, embedded_t
     # The checkpoint's config names the distilled model, not the GGUF's "Smollm2 135M 8k Lc100K Mix1 Ep2".
     assert json.loads((checkpoint / "config.json").read_text())["_model_name_or_path"] == card.data.model_name
 
-    # What the report stage calls once results.md exists: the card gains the run's results table.
+    # The report stage refreshes the card with the run's results table.
+    p.run()
     assert write_model_cards(p.dir, p.cfg) == [checkpoint / "README.md"]
     table = first_markdown_table((p.dir / "results.md").read_text())
     assert "Distilled RaR 2-step" in table
