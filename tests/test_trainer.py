@@ -150,3 +150,34 @@ def test_grouped_training_batches_follow_the_length_buckets(tmp_path, embedded_t
     expected = [sorted(lengths[i] for i in b) for b in trainer._get_train_sampler().batches()]
     seen = [sorted(b["attention_mask"].sum(-1).tolist()) for b in trainer.get_train_dataloader()]
     assert seen == expected
+
+
+def test_sft_args_reach_the_trainer_beside_the_shortcuts(tmp_path, embedded_tokenizer, tiny_model):
+    """Any SFTConfig field through train.sft_args: here a constant schedule replaces the default linear decay."""
+    def lrs(cfg, out):
+        train(write_records(tmp_path / "train.jsonl", 4), "tiny", tmp_path / out, cfg,
+              loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer))
+        return [e["learning_rate"] for e in map(json.loads, (tmp_path / out / "train_log.jsonl").read_text().splitlines())
+                if "learning_rate" in e]
+
+    assert lrs(TrainConfig(max_steps=3, batch_size=2, learning_rate=3e-3), "linear") == [3e-3, 2e-3, 1e-3]
+    constant = TrainConfig(max_steps=3, batch_size=2, sft_args={"learning_rate": 3e-3, "lr_scheduler_type": "constant"})
+    assert lrs(constant, "constant") == [3e-3] * 3  # sft_args.learning_rate stands in for the unset shortcut
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (TrainConfig(sft_args={"lr_sheduler_type": "cosine"}), "train.sft_args.lr_sheduler_type is not an SFTConfig field: "
+                                                           "did you mean 'lr_scheduler_type'?"),
+    (TrainConfig(learning_rate=1e-4, sft_args={"learning_rate": 1e-3}),
+     "train.learning_rate and train.sft_args.learning_rate set the same thing: keep one of them"),
+    (TrainConfig(epochs=2, sft_args={"num_train_epochs": 1}), "train.epochs and train.sft_args.num_train_epochs set the same"),
+    (TrainConfig(sft_args={"output_dir": "/tmp/x"}), "train.sft_args.output_dir cannot be set: the checkpoint is written to"),
+    (TrainConfig(sft_args={"optim": "adamw_typo"}), "bad train.sft_args: adamw_typo is not a valid OptimizerNames"),
+    (TrainConfig(sft_args={"max_grad_norm": "one"}), "bad value for train.sft_args.max_grad_norm: Input should be a valid number"),
+])
+def test_bad_sft_args_are_one_line(tmp_path, cfg, message):
+    from sys2distill.trainer import sft_config
+
+    with pytest.raises(UserError) as e:
+        sft_config(cfg, tmp_path)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,19 +12,25 @@ import typer
 
 from sys2distill.errors import UserError
 
+# "\b" before a paragraph stops click from reflowing it into one line.
 HELP = """Distil a System 2 prompting method into System 1 answers of the same model
 (Yu et al. 2024, "Distilling System 2 into System 1", arXiv 2407.06023).
 
+\b
 Stages, each writing into the run folder (runs/<name>/) and skipped when done:
-
   generate  sample N System 2 traces per unlabeled train input
   filter    keep inputs whose answers are self-consistent; write the SFT dataset
   train     fine-tune the same model on input -> final answer (no reasoning tokens)
   evaluate  System 1, System 2 and distilled models on the held-out test split
   report    accuracy and mean generated tokens per answer -> results.json / results.md
 
-`sys2distill reproduce --scale small` runs all of the paper's experiments and writes one report.
+\b
+Start with:
+  sys2distill run configs/rar_last_letter.yaml    one experiment, every stage
+  sys2distill reproduce --scale small             all of the paper's experiments, one report
+  sys2distill push runs/<name> --repo ORG/NAME    share a distilled model on the Hugging Face Hub
 
+\b
 Config values can be overridden after the config file: key=value, e.g.
   sys2distill run configs/rar_last_letter.yaml generation.num_samples=4 task.test_size=50
 """
@@ -31,8 +38,10 @@ Config values can be overridden after the config file: key=value, e.g.
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None)
 
-ConfigArg = Annotated[Optional[str], typer.Argument(help="YAML config file (see configs/).")]
-Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. task.test_size=50.")]
+ConfigArg = Annotated[str, typer.Argument(metavar="CONFIG", help="YAML config file (configs/*.yaml) or a shipped config's name.")]
+OptionalConfigArg = Annotated[Optional[str], typer.Argument(metavar="CONFIG",
+                                                            help="YAML config file (default: every key at its default).")]
+Overrides = Annotated[Optional[list[str]], typer.Argument(metavar="KEY=VALUE", help="Overrides, e.g. task.test_size=50.")]
 
 
 def _user_errors(fn):
@@ -49,7 +58,7 @@ def _user_errors(fn):
     return wrapper
 
 
-def _pipeline(config: str | None, overrides: list[str] | None):
+def _pipeline(config: str, overrides: list[str] | None):
     from sys2distill.config import load_config
     from sys2distill.pipeline import Pipeline
 
@@ -58,10 +67,12 @@ def _pipeline(config: str | None, overrides: list[str] | None):
 
 @app.command()
 @_user_errors
-def run(config: ConfigArg = None, overrides: Overrides = None,
+def run(config: ConfigArg, overrides: Overrides = None,
         force: Annotated[Optional[list[str]], typer.Option(help="Redo this stage (repeatable).")] = None,
         stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run (default: all).")] = None):
-    """Run every stage (or --stages a,b) of the pipeline; finished stages are skipped."""
+    """Run every stage of the pipeline.
+
+    Finished stages are skipped; --stages a,b runs only those, --force STAGE redoes one and what follows."""
     from sys2distill.pipeline import STAGES
 
     p = _pipeline(config, overrides)
@@ -78,22 +89,32 @@ def _show(p, results) -> None:
     typer.echo(f"run folder: {p.dir}")
 
 
+def _next_step(stage: str, config: str, overrides: list[str] | None, run_dir) -> str:
+    """The command a user runs after ``stage``, with the same config and overrides."""
+    from sys2distill.pipeline import STAGES
+
+    if stage == STAGES[-1]:
+        return f"next: share a distilled model with `sys2distill push {shlex.quote(str(run_dir))} --repo ORG/NAME`"
+    return f"next: {shlex.join(['sys2distill', STAGES[STAGES.index(stage) + 1], config, *(overrides or [])])}"
+
+
 def _stage_command(stage: str, doc: str):
     @_user_errors
-    def command(config: ConfigArg = None, overrides: Overrides = None,
+    def command(config: ConfigArg, overrides: Overrides = None,
                 force: Annotated[bool, typer.Option(help="Delete this stage's outputs and redo it.")] = False):
         p = _pipeline(config, overrides)
         results = p.run((stage,), (stage,) if force else ())
         _show(p, results if stage == "report" else None)
+        typer.echo(_next_step(stage, config, overrides, p.dir))
 
     command.__doc__ = doc
     app.command(stage)(command)
 
 
 for _stage, _doc in [("generate", "Sample N System 2 traces per unlabeled train input."),
-                     ("filter", "Apply the consistency filter and write the distillation dataset."),
+                     ("filter", "Keep self-consistent inputs; write the SFT dataset."),
                      ("train", "Fine-tune the model on each distillation dataset."),
-                     ("evaluate", "Score System 1, System 2 and distilled models on the test split."),
+                     ("evaluate", "Score System 1, System 2 and distilled models."),
                      ("report", "Write results.json and results.md and print the table.")]:
     _stage_command(_stage, _doc)
 
@@ -107,7 +128,9 @@ def reproduce(overrides: Overrides = None,
                                                       "pass backend.name=openai backend.base_url=... as overrides.")] = "embedded",
               out: Annotated[Optional[str], typer.Option(help="Output folder (default runs/reproduce-<scale>).")] = None,
               only: Annotated[Optional[str], typer.Option(help="Comma-separated experiments (default: all).")] = None):
-    """Run the paper's experiments (RaR ×2, S2A, BSM, CoT) and write report.md + report.html beside the paper's numbers."""
+    """Run all of the paper's experiments.
+
+    RaR ×2, S2A, BSM and CoT, each an ordinary run; report.md + report.html beside the paper's numbers."""
     from sys2distill.reproduce import reproduce as run_all
 
     folder = run_all(scale, model, out, only.split(",") if only else None, overrides or [])
@@ -197,11 +220,31 @@ def list_components():
 
 @app.command("config")
 @_user_errors
-def show_config(config: ConfigArg = None, overrides: Overrides = None):
-    """Print the fully resolved config (every key, defaults filled in)."""
+def show_config(config: OptionalConfigArg = None, overrides: Overrides = None):
+    """Print the resolved config.
+
+    Every key, defaults filled in, overrides applied."""
     from sys2distill.config import dump_config, load_config
 
     typer.echo(dump_config(load_config(config, overrides or [])), nl=False)
+
+
+@app.command()
+@_user_errors
+def push(run_dir: Annotated[str, typer.Argument(metavar="RUN_DIR", help="A run folder, e.g. runs/rar_last_letter.")],
+         repo: Annotated[str, typer.Option(help="Hub repo id ORG/NAME: the model goes to this model repo, "
+                                                "its training data to the dataset repo of the same name.")],
+         entry: Annotated[Optional[str], typer.Option(help="Which distilled model (a distill entry's name); "
+                                                           "needed when the run has several.")] = None,
+         private: Annotated[bool, typer.Option(help="Create the repos as private.")] = False):
+    """Upload a distilled model to the Hub.
+
+    The checkpoint with its model card goes to model repo ORG/NAME, its training data with a dataset card
+    to dataset repo ORG/NAME. Needs a token with write access (`hf auth login` or HF_TOKEN)."""
+    from sys2distill.hub import push as push_to_hub
+
+    for url in push_to_hub(run_dir, repo, entry, private):
+        typer.echo(f"pushed: {url}")
 
 
 def main() -> None:

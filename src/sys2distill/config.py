@@ -149,6 +149,24 @@ class TrainConfig(Section):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, le=1)
     seed: int = 0
+    # Trackers for the training curves (transformers' own integrations) and the run's stage timings
+    # and generated tokens (sys2distill.tracking): none, tensorboard, wandb, mlflow, trackio, or a list.
+    report_to: str | list[str] = "none"
+    # Any other trl.SFTConfig field, e.g. {activation_checkpointing: true, lr_scheduler_type: cosine};
+    # checked against SFTConfig before any stage runs (trainer.sft_arguments). The keys above are shortcuts.
+    sft_args: dict[str, Any] = {}
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, v: str | list[str]) -> str | list[str]:
+        from sys2distill.tracking import TRACKERS
+
+        for name in [v] if isinstance(v, str) else v:
+            if name != "none" and name not in TRACKERS:
+                close = difflib.get_close_matches(name, TRACKERS, n=1)
+                raise ValueError(f"unknown tracker {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + f": choose none or from {', '.join(TRACKERS)}")
+        return v
 
 
 class EvalConfig(Section):

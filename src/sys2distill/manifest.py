@@ -19,15 +19,15 @@ def sha256(path: Path) -> str:
 
 
 def files_under(root: Path, paths: tuple[str, ...], skip: tuple[str, ...] = ()) -> list[str]:
-    """Run-folder-relative names of the files at or under ``paths`` (temporary ``*.tmp`` files and ``skip`` left out)."""
-    out = []
-    for rel in paths:
-        top = root / rel
-        for f in [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else []:
+    """Run-folder-relative names of the files at or under ``paths`` (glob patterns allowed), sorted;
+    temporary ``*.tmp`` files and ``skip`` left out."""
+    out = set()
+    for top in (t for rel in paths for t in root.glob(rel)):
+        for f in [top] if top.is_file() else (p for p in top.rglob("*") if p.is_file()):
             name = f.relative_to(root).as_posix()
             if name not in skip and not name.endswith(".tmp"):
-                out.append(name)
-    return out
+                out.add(name)
+    return sorted(out)
 
 
 def record(root: Path, names: list[str]) -> dict[str, list]:

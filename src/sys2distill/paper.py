@@ -9,6 +9,12 @@ the paper reports in another shape (Table 2's biased/unbiased, Table 3's three n
 
 CITATION = ("Yu, Xu, Weston, Kulikov. Distilling System 2 into System 1. arXiv:2407.06023v1 (2024), "
             "Tables 1–4, Llama-2-70B-chat")
+BIBTEX = """@article{yu2024distilling,
+  title   = {Distilling System 2 into System 1},
+  author  = {Yu, Ping and Xu, Jing and Weston, Jason and Kulikov, Ilia},
+  journal = {arXiv preprint arXiv:2407.06023},
+  year    = {2024}
+}"""  # for model and dataset cards
 
 PAPER = {
     # Table 1 (RaR, exact match).

@@ -41,12 +41,14 @@ from sys2distill.errors import UserError
 from sys2distill.evaluator import FILTER_CHECK, ROWS, EvalRow, FilterCheck, check_filter, score_rows
 from sys2distill.adaptive import StopRule
 from sys2distill.generation import load_traces, run_method
+from sys2distill.hub import distilled_model_name, write_dataset_card, write_model_card, write_model_cards
 from sys2distill.models import check_model_name, model_identity
 from sys2distill.plot import PLOT_FILE
 from sys2distill.records import Example, FilterDecision, Trace, read_records, write_jsonl
 from sys2distill.registry import lookup
 from sys2distill.report import RESULTS_JSON, Results, build_results, write_results
 from sys2distill.runlock import run_lock
+from sys2distill.tracking import Tracker, check_installed, stage_tokens
 from sys2distill.trainer import DONE
 
 STAGES = ("generate", "filter", "train", "evaluate", "report")
@@ -59,8 +61,11 @@ class Reads:
     ``keys``: its outputs depend on their values; a finished stage made with other values is refused.
     ``extends``: they set how much of the same work it does (sample j of an input is the same draw
     whatever the number of samples), so a change resumes the stage to the new amount.
-    ``neutral``: read only for how the work runs (batch sizes, the server, write chunking); never
-    fingerprinted. A stage's fingerprint is its keys and extends plus those of every stage before it.
+    ``neutral``: read only for how the work runs (batch sizes, the server, write chunking, where metrics
+    go); never fingerprinted, also where it lies inside a declared section (``train.report_to``).
+    A stage's fingerprint is its keys and extends plus those of every stage before it, and it may read
+    all of them (a model card describes how its data were made). ``writes`` may hold glob patterns; a
+    file that a later stage rewrites is that stage's (the report refreshes each model card).
     """
 
     keys: tuple[str, ...]
@@ -81,14 +86,16 @@ STAGE_READS = {
                       neutral=(*_ENGINE, "generation.chunk_sequences"), writes=("generate", "data/train.jsonl")),
     "filter": Reads(keys=(*_MODEL, "distill.methods", "distill.target", "filter", *_AMOUNT), neutral=_ENGINE,
                     writes=("filter", "distill")),
-    # on_empty decides whether an entry the filter left empty stops the run or is skipped: no model changes.
-    "train": Reads(keys=("model", "distill.methods", "train"), neutral=("distill.on_empty",), writes=("train",)),
+    # on_empty decides whether an entry the filter left empty stops the run or is skipped: no model changes;
+    # name and report_to only label and route the training metrics.
+    "train": Reads(keys=("model", "distill.methods", "train"), neutral=("distill.on_empty", "name", "train.report_to"),
+                   writes=("train",)),
     "evaluate": Reads(keys=(*_MODEL, "distill.methods", "evaluate", *_SAMPLING, "generation.num_samples"),
                       neutral=(*_ENGINE, "generation.chunk_sequences"), writes=("evaluate", "data/test.jsonl")),
     # The report copies the whole config into results.json; every value that changes a number is in an
     # earlier stage's fingerprint, which the report's includes.
     "report": Reads(keys=("model", "task", "distill.methods"), neutral=tuple(RunConfig.model_fields),
-                    writes=("results.json", "results.md", PLOT_FILE)),
+                    writes=("results.json", "results.md", PLOT_FILE, "train/*/README.md")),
 }
 # Adaptive stopping on the majority filter's decision reads the filter's settings (StopRule).
 _STOP_ON_FILTER = ("filter.name", "filter.enabled", "filter.min_agreement")
@@ -235,6 +242,11 @@ class Pipeline:
         self.backend_cls = lookup(backends.REGISTRY, cfg.backend.name, "backend")
         if loaded_base is None:
             check_model_name(cfg.model)
+        check_installed(cfg.train.report_to)
+        if cfg.train.sft_args:  # a typo in an SFTConfig field fails now, not after hours of generation
+            from sys2distill.trainer import sft_config
+
+            sft_config(cfg.train, self.dir / "train")
         t = cfg.task
         try:
             self._task = task_cls(train_size=t.train_size, test_size=t.test_size, seed=t.seed, source=t.source, **t.options)
@@ -247,6 +259,7 @@ class Pipeline:
         self._backend = backend
         self._loaded_base = loaded_base  # (model, tokenizer) for tests that build a tiny model in-process
         self.timings: dict[str, dict] = {}
+        self.tracker = Tracker(cfg.train.report_to, self.dir, cfg.name)
 
     @property
     def cfg(self) -> RunConfig:
@@ -310,21 +323,31 @@ class Pipeline:
 
     # -- bookkeeping -----------------------------------------------------------------------
     def view(self, stage: str) -> ConfigView:
-        """The config as ``stage`` sees it while it runs: the keys it declares, nothing else."""
-        r = stage_reads(stage, self._cfg)
-        return ConfigView(self._cfg, frozenset((*r.keys, *r.extends, *r.neutral)), f"'{stage}' stage")
+        """The config as ``stage`` sees it while it runs: its fingerprint's keys and its neutral ones, nothing else."""
+        return ConfigView(self._cfg, frozenset((*self._fingerprint(stage), *stage_reads(stage, self._cfg).neutral)),
+                          f"'{stage}' stage")
 
     def _fingerprint(self, stage: str) -> dict:
         """The values of the keys ``stage``'s outputs depend on: its own, and those of every stage before it."""
-        dump = self._cfg.model_dump()
-        keys = [k for s in STAGES[: STAGES.index(stage) + 1] for r in [stage_reads(s, self._cfg)] for k in (*r.keys, *r.extends)]
-        return {k: pick(dump, k) for k in dict.fromkeys(keys)}
+        dump, out = self._cfg.model_dump(), {}
+        for s in STAGES[: STAGES.index(stage) + 1]:
+            r = stage_reads(s, self._cfg)
+            for k in (*r.keys, *r.extends):
+                value = pick(dump, k)
+                for n in r.neutral:
+                    if n.startswith(k + ".") and isinstance(value, dict):  # e.g. train.report_to inside train
+                        value = {kk: v for kk, v in value.items() if kk != n[len(k) + 1:]}
+                out.setdefault(k, value)
+        return out
 
     def _marker(self, stage: str) -> Path:
         return self.dir / stage / "STAGE.json"
 
     def _outputs(self, stage: str) -> list[str]:
-        return manifest.files_under(self.dir, STAGE_READS[stage].writes, skip=(f"{stage}/STAGE.json",))
+        """The files ``stage`` wrote and no later stage rewrites."""
+        later = {f for s in STAGES[STAGES.index(stage) + 1:] for f in manifest.files_under(self.dir, STAGE_READS[s].writes)}
+        return [f for f in manifest.files_under(self.dir, STAGE_READS[stage].writes, skip=(f"{stage}/STAGE.json",))
+                if f not in later]
 
     def _write_marker(self, stage: str, **extra) -> None:
         _write_atomic(self._marker(stage), json.dumps({"config": self._fingerprint(stage), **extra}, indent=1))
@@ -336,20 +359,23 @@ class Pipeline:
         with other values once it has written something (with nothing written, as after a failed
         start, it starts again with the new ones). A finished stage is skipped while its values and
         files are unchanged; it resumes when only ``extends`` keys changed, and is repaired when a
-        file it wrote is damaged or gone. A damaged or deleted record is an error unless a later
+        file it wrote is damaged or gone. A damaged or deleted record is an error unless another
         stage's record shows the outputs were made with the current values.
         """
         marker = self._marker(stage)
-        # What the stage computed: the frozen data it wrote are the task's, rebuilt identically (``examples``).
-        computed = [name for name in self._outputs(stage) if not name.startswith("data/")]
+        # Evidence that the stage has computed something: files only it writes. Not the frozen data (the
+        # task's, rebuilt identically by ``examples``), nor files an earlier stage writes first (model cards).
+        earlier = {f for s in STAGES[:STAGES.index(stage)] for f in manifest.files_under(self.dir, STAGE_READS[s].writes)}
+        computed = [f for f in self._outputs(stage) if f not in earlier and not f.startswith("data/")]
         saved = _stage_record(marker)
         new, default = self._fingerprint(stage), RunConfig().model_dump()
         if saved is None:
-            # A lost record: a later stage's record holds this stage's values too (fingerprints are
-            # cumulative); if they are the current ones, the outputs are resumed like a cut-off stage's.
-            later = next(filter(None, map(_stage_record, map(self._marker, STAGES[STAGES.index(stage) + 1:]))), None)
-            if not computed or (later is not None and all(
-                    _same(_saved(later["config"], k), v, pick(default, k)) for k, v in new.items())):
+            # A lost record: another stage's record may hold all of this stage's values (a later stage's
+            # does, fingerprints being cumulative; the report's are all in evaluate's). If it holds the
+            # current ones, the outputs were made with them and are resumed like a cut-off stage's.
+            others = [r for r in map(_stage_record, map(self._marker, STAGES)) if r is not None]
+            if not computed or any(all(_saved(r["config"], k) is not _ABSENT and _same(_saved(r["config"], k), v, None)
+                                       for k, v in new.items()) for r in others):
                 return _Plan(run=True)
             raise UserError(f"{marker} is {'damaged' if marker.exists() else 'missing'}, so the values {stage}'s outputs "
                             f"were made with are unknown: restore it, or redo the stage with --force {stage} (Python: "
@@ -407,12 +433,8 @@ class Pipeline:
         ``generate``: every stage after it keys its records by their example ids."""
         for stage in stages:
             shutil.rmtree(self.dir / stage, ignore_errors=True)
-            for rel in STAGE_READS[stage].writes:
-                path = self.dir / rel
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                elif not rel.startswith("data/"):
-                    path.unlink(missing_ok=True)
+            for path in (p for rel in STAGE_READS[stage].writes if not rel.startswith("data/") for p in self.dir.glob(rel)):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         if "generate" in stages:
             shutil.rmtree(self.dir / "data", ignore_errors=True)
 
@@ -462,6 +484,7 @@ class Pipeline:
         self.timings[stage] = {"seconds": round(time.perf_counter() - start, 1), "peak_rss_gib": round(peak_gib, 2)}
         self._write_marker(stage, done=True, **self.timings[stage], files=manifest.record(self.dir, self._outputs(stage)),
                            **extra)
+        self.tracker.log_stage(stage, self.timings[stage])
 
     # -- stages ----------------------------------------------------------------------------
     def num_samples(self, method: str) -> int:
@@ -518,6 +541,7 @@ class Pipeline:
             write_jsonl(self.dir / "filter" / f"{spec.key}.jsonl", decisions)
             records = build_records(train, traces, decisions, self.method("system1"), self.cfg.distill.target)
             write_jsonl(self.dir / "distill" / f"{spec.key}.jsonl", records)
+            write_dataset_card(self.dir / "distill" / f"{spec.key}.jsonl", run_config=self.cfg)
 
     def stage_train(self) -> None:
         from sys2distill.trainer import train
@@ -536,7 +560,11 @@ class Pipeline:
                 import copy
 
                 loaded = (copy.deepcopy(self._loaded_base[0]), self._loaded_base[1])
-            train(self.dir / "distill" / f"{spec.key}.jsonl", self.cfg.model, out, self.cfg.train, loaded=loaded)
+            train(self.dir / "distill" / f"{spec.key}.jsonl", self.cfg.model, out, self.cfg.train, loaded=loaded,
+                  model_name=distilled_model_name(self.cfg.model, spec.key), run_name=f"{self.cfg.name}/{spec.key}")
+            if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 wrote the checkpoint
+                write_model_card(out, run_config=self.cfg, train_record=json.loads((out / "DONE.json").read_text()),
+                                 results_markdown_table=None)
             gc.collect()
 
     def stage_evaluate(self) -> None:
@@ -622,6 +650,7 @@ class Pipeline:
             info={"task": self.cfg.task.name, "model": model_identity(self.cfg.model), "metric": self.task.metric,
                   "extraction_rule": self.task.extraction_rule, "task_version": self.task.version,
                   "config": self.cfg.model_dump(), "versions": versions()}), self.dir)
+        write_model_cards(self.dir, self.cfg)  # each checkpoint's card gets the results table
 
     def _trained(self, key: str) -> dict:
         done, skipped = self.dir / "train" / key / "DONE.json", self.dir / "train" / key / "SKIPPED.json"
@@ -631,15 +660,11 @@ class Pipeline:
 
     def _stage_records(self) -> dict[str, dict]:
         """Wall time and peak memory of each finished stage, and the tokens it generated."""
-        tokens = {"generate": sum(t.tokens for f in sorted((self.dir / "generate").glob("*.jsonl")) for t in read_records(f, Trace)),
-                  "filter": sum(d.details.get("tokens", 0) for f in sorted((self.dir / "filter").glob("*.jsonl"))
-                                for d in read_records(f, FilterDecision)),
-                  "evaluate": sum(t.tokens for f in sorted((self.dir / "evaluate").glob("*.jsonl"))
-                                  if f.name not in (ROWS, FILTER_CHECK) for t in read_records(f, Trace))}
         out = {}
         for stage in ("generate", "filter", "train", "evaluate"):
             marker = self._marker(stage)
             m = json.loads(marker.read_text()) if marker.exists() else {}
             if m.get("done"):
-                out[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"], "generated_tokens": tokens.get(stage)}
+                out[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"],
+                              "generated_tokens": stage_tokens(self.dir, stage)}
         return out

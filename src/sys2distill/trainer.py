@@ -91,35 +91,57 @@ def _base_path(model: str) -> str:
     return str(Path(source).resolve()) if Path(source).exists() else source
 
 
-def build_trainer(dataset_path: Path, model: str, output_dir: Path, cfg: TrainConfig, *, loaded=None):
-    """Set up an ``SFTTrainer`` on the JSONL of ``DistillRecord``s; ``train`` runs it."""
+# The named ``train.*`` keys and the SFTConfig field each one sets.
+SHORTCUTS = {"learning_rate": "learning_rate", "epochs": "num_train_epochs", "max_steps": "max_steps",
+             "batch_size": "per_device_train_batch_size", "grad_accum": "gradient_accumulation_steps",
+             "max_length": "max_length", "warmup_ratio": "warmup_steps", "weight_decay": "weight_decay",
+             "seed": "seed", "report_to": "report_to", "group_by_length": "train_sampling_strategy"}
+# SFTConfig fields sys2distill owns: the run folder's layout depends on them.
+RESERVED = {"output_dir": "the checkpoint is written to <run_dir>/train/<entry>"}
+# transformers' deprecated aliases: a user's alias replaces our default for the current name.
+ALIASES = {"gradient_checkpointing": "activation_checkpointing"}
+
+
+def sft_arguments(cfg: TrainConfig, output_dir: Path, run_name: str | None = None) -> dict:
+    """Keyword arguments for ``trl.SFTConfig``: our defaults, then the ``train.*`` shortcuts, then
+    ``train.sft_args`` (any SFTConfig field). An unknown field, a reserved one, or one set both as a
+    shortcut and in ``sft_args`` is a UserError naming the fix."""
+    import dataclasses
+    import difflib
+    import typing
+
     import torch
-    from datasets import load_dataset
-    from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
+    from pydantic import TypeAdapter, ValidationError
+    from trl import SFTConfig
 
-    if not Path(dataset_path).is_file():
-        raise UserError(f"training data not found: {dataset_path}: rerun the dataset stage")
-    if not Path(dataset_path).read_text(encoding="utf-8").strip():
-        raise UserError(f"no training examples in {dataset_path}: the filter kept no input (see the filter/ folder for why): "
-                        "loosen filter.min_agreement, raise task.train_size, or use a stronger model")
-    set_seed(cfg.seed)  # before the model is touched: LoRA's random init happens inside SFTTrainer
-    net, tokenizer = loaded if loaded is not None else load_model_and_tokenizer(model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    data = load_dataset("json", data_files=str(dataset_path), split="train")
-    data = data.select_columns(["prompt", "completion"])  # TRL's conversational prompt–completion format
-
+    fields = sorted(f.name for f in dataclasses.fields(SFTConfig) if f.init)
+    types = typing.get_type_hints(SFTConfig)
+    extra = {}
+    for key, value in cfg.sft_args.items():
+        if key in RESERVED:
+            raise UserError(f"train.sft_args.{key} cannot be set: {RESERVED[key]}")
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see the fields of trl.SFTConfig"
+            raise UserError(f"train.sft_args.{key} is not an SFTConfig field: {hint}")
+        try:  # SFTConfig checks few types itself: a string max_grad_norm would fail mid-training
+            extra[key] = TypeAdapter(types[key]).validate_python(value)
+        except ValidationError as e:
+            raise UserError(f"bad value for train.sft_args.{key}: {e.errors()[0]['msg']} (got {value!r})") from None
+    for name, field in SHORTCUTS.items():
+        if name in cfg.model_fields_set and field in cfg.sft_args:
+            raise UserError(f"train.{name} and train.sft_args.{field} set the same thing: keep one of them")
     cuda = torch.cuda.is_available()
-    args = SFTConfig(
+    args = dict(
         output_dir=str(output_dir),
+        run_name=run_name,  # the run's name in wandb / mlflow / trackio
         completion_only_loss=True,  # paper Sec. 4: loss on the answer tokens, never on the input
         max_length=cfg.max_length,  # prompt + answer; longer records are cut at the end
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,  # > 0 overrides epochs
         per_device_train_batch_size=cfg.batch_size,
-        train_sampling_strategy="random",  # group_by_length: LengthBucketSampler, set below
+        train_sampling_strategy="random",  # group_by_length: LengthBucketSampler, set in build_trainer
         gradient_accumulation_steps=cfg.grad_accum,
         warmup_steps=min(cfg.warmup_ratio, 0.999),  # transformers 5 dropped warmup_ratio: a float < 1 is a ratio
         weight_decay=cfg.weight_decay,
@@ -127,13 +149,53 @@ def build_trainer(dataset_path: Path, model: str, output_dir: Path, cfg: TrainCo
         use_cpu=not cuda,  # also what makes torchrun on CPUs data-parallel (gloo) instead of N copies
         bf16=cuda and torch.cuda.is_bf16_supported(),  # TRL defaults it on, even on CPU (slow there)
         fp16=False,
-        activation_checkpointing=False,  # TRL turns it on; small models are compute-bound (transformers 5 name)
+        activation_checkpointing=False,  # TRL turns it on; small models are compute-bound (transformers 5.23 name)
         logging_steps=1,
         save_strategy="no",  # only the final model is saved, by ``train``
-        report_to="none",
+        report_to=cfg.report_to,
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
     )
+    for alias, name in ALIASES.items():
+        if alias in cfg.sft_args:
+            del args[name]
+    return {**args, **extra}
+
+
+def sft_config(cfg: TrainConfig, output_dir: Path, run_name: str | None = None):
+    """``trl.SFTConfig`` for ``cfg``; a value SFTConfig rejects (``optim: adam_typo``) is one UserError line."""
+    from trl import SFTConfig
+
+    try:
+        return SFTConfig(**sft_arguments(cfg, output_dir, run_name))
+    except (ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"bad train.sft_args: {first}") from None
+
+
+def build_trainer(dataset_path: Path, model: str, output_dir: Path, cfg: TrainConfig, *, loaded=None,
+                  run_name: str | None = None):
+    """Set up an ``SFTTrainer`` on the JSONL of ``DistillRecord``s; ``train`` runs it."""
+    from datasets import load_dataset
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    from sys2distill.tracking import check_installed
+
+    if not Path(dataset_path).is_file():
+        raise UserError(f"training data not found: {dataset_path}: rerun the dataset stage")
+    if not Path(dataset_path).read_text(encoding="utf-8").strip():
+        raise UserError(f"no training examples in {dataset_path}: the filter kept no input (see the filter/ folder for why): "
+                        "loosen filter.min_agreement, raise task.train_size, or use a stronger model")
+    check_installed(cfg.report_to)
+    args = sft_config(cfg, output_dir, run_name)
+    set_seed(cfg.seed)  # before the model is touched: LoRA's random init happens inside SFTTrainer
+    net, tokenizer = loaded if loaded is not None else load_model_and_tokenizer(model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    data = load_dataset("json", data_files=str(dataset_path), split="train")
+    data = data.select_columns(["prompt", "completion"])  # TRL's conversational prompt–completion format
+
     peft_config = None
     if cfg.mode == "lora":
         from peft import LoraConfig
@@ -146,7 +208,7 @@ def build_trainer(dataset_path: Path, model: str, output_dir: Path, cfg: TrainCo
             task_type="CAUSAL_LM",
         )
     trainer_cls = SFTTrainer
-    if cfg.group_by_length:
+    if cfg.group_by_length and "train_sampling_strategy" not in cfg.sft_args:  # a sampler of the user's own wins
         class BucketedSFTTrainer(SFTTrainer):
             def _get_train_sampler(self, train_dataset=None):
                 data = train_dataset if train_dataset is not None else self.train_dataset
@@ -169,20 +231,27 @@ def build_trainer(dataset_path: Path, model: str, output_dir: Path, cfg: TrainCo
     return trainer
 
 
-def train(dataset_path: Path, model: str, output_dir: Path, cfg: TrainConfig, *, loaded=None) -> Path:
+def train(dataset_path: Path, model: str, output_dir: Path, cfg: TrainConfig, *, loaded=None,
+          model_name: str | None = None, run_name: str | None = None) -> Path:
     """Fine-tune ``model`` on ``dataset_path`` and save a loadable checkpoint in ``output_dir``.
 
     ``loaded`` is an already-loaded ``(model, tokenizer)`` pair (LoRA wraps that model in place);
     ``model`` still names the base, which a LoRA adapter records. Full mode saves the whole
     model, LoRA mode the adapter (``load_model_and_tokenizer`` merges it); both save the
-    tokenizer and end with ``DONE.json``.
+    tokenizer and end with ``DONE.json``. ``model_name`` is the name written into a full
+    checkpoint's config; ``run_name`` names the run in wandb / mlflow / trackio.
     """
     output_dir = Path(output_dir)
     (output_dir / DONE).unlink(missing_ok=True)  # a retrain is unfinished until it ends
-    trainer = build_trainer(dataset_path, model, output_dir, cfg, loaded=loaded)
+    trainer = build_trainer(dataset_path, model, output_dir, cfg, loaded=loaded, run_name=run_name)
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
+    if model_name and cfg.mode == "full":
+        config = trainer.model.config
+        config.name_or_path = model_name
+        if hasattr(config, "_model_name_or_path"):  # a GGUF's general.name, e.g. "Smollm2 135M 8k Lc100K Mix1 Ep2"
+            config._model_name_or_path = model_name
     trainer.save_model(str(output_dir))  # rank 0 writes; the tokenizer is saved alongside
     if trainer.is_world_process_zero():
         losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
