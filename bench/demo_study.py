@@ -62,6 +62,16 @@ SETTINGS = {
     "bsm_judge": Setting("bsm_judge", ["task.options.eval_sets=[]"], ["system1", "cot", "bsm"], [], size=150),
 }
 SAMPLES = 16
+MODELS = {"embedded": "SmolLM2-135M-Instruct (embedded)", "qwen": "Qwen2.5-Coder-0.5B-Instruct (benchmark-only)"}
+HEADER = """# Where does the mechanism exist at this scale? (dev items only)
+
+`python bench/demo_study.py generate --model embedded|qwen`, then `python bench/demo_study.py analyze`
+(this file). Dev items: 150 per setting (152 for sycophancy: 38 questions × 4 templates), drawn like
+the unlabeled train inputs at seed 7 with their labels; never a test item. bf16 on 2 CPU cores.
+Greedy answers use the shipped config's `evaluate.max_tokens`; the filter's samples its `generation`
+settings (temperature, top-p, max tokens per step), N = 16, of which the first 8 give the N = 8 rows.
+Intervals: Wilson (accuracy), Newcombe paired (differences); McNemar exact p. "clear" = the
+difference's 95% interval is above zero."""
 
 
 def model_path(name: str) -> str:
@@ -130,6 +140,100 @@ def timed(folder: Path, key: str, fn) -> None:
     log.write_text(json.dumps(times, indent=1))
 
 
+def _read(path: Path, task, items: dict) -> dict[str, list]:
+    """Example id → the answers of its traces in sample order, read again with the task's current rule."""
+    from sys2distill.records import Trace, read_records
+
+    out: dict[str, list] = {}
+    for t in sorted(read_records(path, Trace), key=lambda t: t.sample):
+        if t.example_id in items:
+            out.setdefault(t.example_id, []).append((task.extract_answer(t.final), t.tokens))
+    return out
+
+
+def analyze() -> None:
+    """bench/demo_study.md: every table from the traces on disk, scored with the tasks' current rules."""
+    from sys2distill.filters.majority import majority_vote
+    from sys2distill.stats import accuracy_interval, paired_difference
+
+    def ci(k, n):
+        lo, hi = accuracy_interval(k, n)
+        return f"{100 * k / n:.1f}% ({100 * lo:.0f}–{100 * hi:.0f})"
+
+    lines = [HEADER]
+    for model in sorted(p.name for p in OUT.iterdir() if p.is_dir()):
+        greedy_lines, filter_lines, time_lines = [], [], []
+        for name, setting in SETTINGS.items():
+            folder = OUT / model / name
+            if not (folder / "greedy_system1.jsonl").exists():
+                continue
+            p = pipeline("embedded", name, setting)  # the task and its rule; no model is loaded
+            items = {ex.id: ex for ex in dev_items(p)}
+            task = p.task
+            right = {}
+            for method in setting.greedy:
+                if not (folder / f"greedy_{method}.jsonl").exists():
+                    continue
+                got = _read(folder / f"greedy_{method}.jsonl", task, items)
+                if len(got) < len(items):
+                    continue
+                ids = sorted(items)
+                right[method] = [task.correct(got[i][0][0], items[i]) for i in ids]
+                k, n = sum(right[method]), len(ids)
+                tokens = sum(got[i][0][1] for i in ids) / n
+                none = sum(got[i][0][0] is None for i in ids) / n
+                if method == "system1" or "system1" not in right:
+                    delta = ""
+                else:
+                    d = paired_difference(right[method], right["system1"])
+                    mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
+                    delta = (f"{100 * d.diff:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | "
+                             f"{d.p_value:.2g}")
+                greedy_lines.append(f"| {name} | {method} | {ci(k, n)} | {delta or '— | —'} | {100 * none:.0f}% | {tokens:.0f} |")
+            for method in setting.sampled:
+                path = folder / f"samples_{method}.jsonl"
+                if not path.exists() or "system1" not in right:
+                    continue
+                got = _read(path, task, items)
+                if any(len(got.get(i, [])) < SAMPLES for i in items):
+                    continue
+                ids = sorted(items)
+                s1 = dict(zip(ids, right["system1"]))
+                for n_samples in (8, 16):
+                    for threshold in (0.5, 0.75):
+                        kept = {}
+                        for i in ids:
+                            winner, _, share = majority_vote([a for a, _ in got[i][:n_samples]])
+                            if winner is not None and share >= threshold:
+                                kept[i] = task.correct(winner, items[i])
+                        if not kept:
+                            filter_lines.append(f"| {name} | {method} | {n_samples} | {threshold} | 0/{len(ids)} | — | — | — |")
+                            continue
+                        k = sum(kept.values())
+                        d = paired_difference([kept[i] for i in kept], [s1[i] for i in kept])
+                        mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
+                        filter_lines.append(
+                            f"| {name} | {method} | {n_samples} | {threshold} | {len(kept)}/{len(ids)} | {ci(k, len(kept))} "
+                            f"| {ci(sum(s1[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
+                            f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} |")
+            if (folder / "timings.json").exists():
+                t = json.loads((folder / "timings.json").read_text())
+                time_lines.append(f"| {name} | {sum(v['seconds'] for v in t.values()) / 60:.1f} | "
+                                  f"{max(v['peak_rss_gib'] for v in t.values())} |")
+        lines += [f"\n## {MODELS.get(model, model)}\n", "### System 1 vs each System 2 method (greedy, dev items)\n",
+                  "| setting | method | accuracy (95% CI) | Δ vs System 1, points (95% CI) | McNemar p | no answer | mean tokens |",
+                  "|---|---|---|---|---|---|---|", *greedy_lines]
+        if filter_lines:
+            lines += ["\n### Majority filter: precision of kept answers vs greedy System 1 on the same items\n",
+                      "| setting | sampled method | N | min_agreement | kept | kept answers right (95% CI) "
+                      "| greedy System 1 right on those items | Δ, points (95% CI) |",
+                      "|---|---|---|---|---|---|---|---|", *filter_lines]
+        lines += ["\n### Wall time and peak memory of the generation\n", "| setting | minutes | peak RSS (GiB) |",
+                  "|---|---|---|", *time_lines]
+    (ROOT / "bench" / "demo_study.md").write_text("\n".join(lines) + "\n")
+    print(ROOT / "bench" / "demo_study.md")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["generate", "analyze"])
@@ -140,8 +244,6 @@ def main() -> None:
     if args.command == "generate":
         generate(args.model, args.only.split(",") if args.only else None, not args.no_samples)
     else:
-        from demo_study_analysis import analyze  # noqa: PLC0415
-
         analyze()
 
 

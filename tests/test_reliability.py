@@ -439,3 +439,15 @@ def test_random_damage_to_a_finished_run(finished, data):
             assert "\n" not in str(e) and _snapshot(run) == before
             return
         assert _results(run) == _results(src)
+
+
+def test_the_report_says_what_a_rerun_repaired():
+    from sys2distill.report import Results, markdown
+
+    stages = {"generate": {"seconds": 1.0, "peak_rss_gib": 1.0, "generated_tokens": 9, "repaired": {
+        "generate/rar_2step.jsonl": {"problem": "changed", "samples_kept": 11, "samples_regenerated": 1}}},
+              "evaluate": {"seconds": 1.0, "peak_rss_gib": 1.0, "repaired": {"evaluate/rows.jsonl": {"problem": "damaged", "remade": True}}}}
+    md = markdown(Results(task="t", model="m", extraction_rule="r", task_version=1, config={}, scores=[], comparisons=[],
+                          verdicts=[], filter={}, stages=stages, versions={}))
+    assert "- generate/rar_2step.jsonl: changed; 11 samples kept, 1 drawn again" in md
+    assert "- evaluate/rows.jsonl: damaged; remade" in md

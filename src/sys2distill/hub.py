@@ -62,9 +62,12 @@ def _spec(run_config: RunConfig, entry: str):
                     f"{', '.join(s.key for s in run_config.distill.specs)}")
 
 
-def _label(method: str) -> str:
+def _label(method: str, run_config: RunConfig) -> str:
+    """How reports name a method: a registered method's label, or a chain's (``chains:`` in the config)."""
     from sys2distill import methods
 
+    if method in run_config.chains:
+        return run_config.chains[method].label or method
     return methods.REGISTRY[method].label
 
 
@@ -81,7 +84,7 @@ def _making_of(run_dir: Path, run_config: RunConfig, entry: str) -> list[str]:
     vote = (f"`{f.name}`, the winner's share of the {n} samples ≥ {f.min_agreement}" if f.enabled
             else "none (every input with an answer kept: the paper's no-filter ablation)")
     return [f"| task | `{run_config.task.name}` ({run_config.task.source} inputs, seed {run_config.task.seed}) |",
-            f"| System 2 method | `{spec.method}` ({_label(spec.method)}): {n} samples per unlabeled input, temperature {g.temperature}, "
+            f"| System 2 method | `{spec.method}` ({_label(spec.method, run_config)}): {n} samples per unlabeled input, temperature {g.temperature}, "
             f"top-p {g.top_p}, at most {g.max_tokens} tokens per step |",
             f"| self-consistency filter | {vote} |",
             f"| distillation data | {'' if kept is None else f'{kept} of {inputs} unlabeled inputs kept; '}"
@@ -123,7 +126,7 @@ def write_model_card(checkpoint_dir: Path, *, run_config: RunConfig, train_recor
     body = [
         f"# {name}", "",
         f"`{base or run_config.model}` fine-tuned to give, in one direct answer, what its own "
-        f"{_label(spec.method)} reasoning arrived at: System 2 answers on unlabeled inputs, kept when "
+        f"{_label(spec.method, run_config)} reasoning arrived at: System 2 answers on unlabeled inputs, kept when "
         "self-consistent, distilled into System 1 as in *Distilling System 2 into System 1* "
         f"(Yu et al. 2024, [arXiv:2407.06023](https://arxiv.org/abs/2407.06023)). Made with sys2distill.", "",
         "## How it was made", "", "| | |", "|---|---|",
@@ -157,7 +160,7 @@ def write_dataset_card(dataset_path: Path, *, run_config: RunConfig) -> Path:
     rows = sum(1 for line in dataset_path.read_text(encoding="utf-8").splitlines() if line.strip())
     base = base_model_id(run_config.model) or run_config.model
     data = DatasetCardData(
-        pretty_name=f"{_label(spec.method)} distillation data for {run_config.task.name}",
+        pretty_name=f"{_label(spec.method, run_config)} distillation data for {run_config.task.name}",
         task_categories=["text-generation"],
         tags=["sys2distill", "system-2-distillation", "synthetic", spec.method, run_config.task.name],
         size_categories=["n<1K" if rows < 1000 else "1K<n<10K" if rows < 10_000 else "10K<n<100K"],
@@ -167,7 +170,7 @@ def write_dataset_card(dataset_path: Path, *, run_config: RunConfig) -> Path:
         f"# {data.pretty_name}", "",
         f"{rows} prompt–completion records in TRL's conversational format: the System 1 prompt of an unlabeled "
         f"`{run_config.task.name}` input, and as completion the final answer `{base}` reached with "
-        f"{_label(spec.method)}, its intermediate reasoning dropped, kept only when its samples agreed "
+        f"{_label(spec.method, run_config)}, its intermediate reasoning dropped, kept only when its samples agreed "
         "(*Distilling System 2 into System 1*, Yu et al. 2024, "
         f"[arXiv:2407.06023](https://arxiv.org/abs/2407.06023), Sec. 3). Made with sys2distill.", "",
         "## How it was made", "", "| | |", "|---|---|", f"| model | `{base}` |", *_making_of(run_dir, run_config, entry), "",

@@ -659,12 +659,12 @@ class Pipeline:
         return {"not_trained": json.loads(skipped.read_text())["reason"]} if skipped.exists() else {}
 
     def _stage_records(self) -> dict[str, dict]:
-        """Wall time and peak memory of each finished stage, and the tokens it generated."""
+        """Wall time and peak memory of each finished stage, the tokens it generated, and what a rerun repaired."""
         out = {}
         for stage in ("generate", "filter", "train", "evaluate"):
             marker = self._marker(stage)
             m = json.loads(marker.read_text()) if marker.exists() else {}
             if m.get("done"):
                 out[stage] = {"seconds": m["seconds"], "peak_rss_gib": m["peak_rss_gib"],
-                              "generated_tokens": stage_tokens(self.dir, stage)}
+                              "generated_tokens": stage_tokens(self.dir, stage), "repaired": m.get("repaired") or {}}
         return out

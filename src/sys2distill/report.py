@@ -272,6 +272,11 @@ def markdown(results: Results, level: int = 1, assets: str = "") -> str:
     lines += ["", f"{h}# Stages", "", "| stage | wall time (s) | peak RSS (GiB) | generated tokens |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['seconds']} | {v['peak_rss_gib']} | {v.get('generated_tokens') if v.get('generated_tokens') is not None else ''} |"
               for k, v in results.stages.items()]
+    repairs = [f"- {file}: {r['problem']}; " + ("remade" if r.get("remade") else
+               f"{r.get('samples_kept', 0)} samples kept, {r.get('samples_regenerated', 0)} drawn again")
+               for stage, v in results.stages.items() for file, r in (v.get("repaired") or {}).items()]
+    if repairs:
+        lines += ["", "Repaired on a rerun (damaged or incomplete files; only what was missing was made again):", *repairs]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results.versions.items()), ""]
     return "\n".join(lines)
 
