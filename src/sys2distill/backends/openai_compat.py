@@ -85,7 +85,13 @@ class OpenAIBackend:
             raise UserError(f"cannot reach {self.base_url}: start the server or fix backend.base_url") from None
         if r.status_code in (401, 403):
             raise self._refused(r)
-        served = [m.get("id") for m in r.json().get("data", [])] if r.status_code == 200 else []
+        served = []  # servers without a model list (HTTP 404) are taken at their word: model= names the model
+        if r.status_code == 200:
+            try:
+                served = [m["id"] for m in r.json()["data"]]
+            except (ValueError, KeyError, TypeError):  # a web page, another API: no chat completions there
+                raise UserError(f"{self.base_url} is not an OpenAI-compatible server (GET /models gave no model list): "
+                                "point backend.base_url at the server's OpenAI API, usually http://host:port/v1") from None
         if model == EMBEDDED and len(served) == 1:  # 'embedded' = the one model the server holds (e.g. the GGUF)
             return served[0]
         if model == EMBEDDED or (served and model not in served):  # llama.cpp would answer any name with its own model
