@@ -78,14 +78,15 @@ def main_script_hidden():
     """While vLLM spawns its processes, ``multiprocessing`` does not see the main script, so a child
     does not re-run it (spawn re-imports ``__main__`` by ``__spec__`` name or ``__file__``)."""
     main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
-    for k in saved:
-        setattr(main, k, None) if k == "__spec__" else delattr(main, k)
+    saved = {k: main.__dict__.pop(k) for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    if main is not None:
+        main.__spec__ = None  # multiprocessing reads it without a default
     try:
         yield
     finally:
-        for k, v in saved.items():
-            setattr(main, k, v)
+        if main is not None:
+            del main.__spec__
+            main.__dict__.update(saved)
 
 
 @register_backend("vllm")
