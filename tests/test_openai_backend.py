@@ -143,3 +143,24 @@ def test_base_url_from_env(server, monkeypatch):
 def test_retry_after_parsing():
     assert retry_after("2") == 2.0 and retry_after(None) is None and retry_after("soon") is None
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: retry now
+
+
+def test_a_server_that_is_not_openai_compatible_is_one_line(tmp_path):
+    """A plain web server on the port (here Python's file server: HTML for every GET) fails at setup."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "models").write_text("<html>not an API</html>")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    try:
+        with pytest.raises(UserError, match=rf"^{url}/models answered HTTP 200 with a body that is not JSON .*: point "
+                                            r"backend.base_url at an OpenAI-compatible API"):
+            OpenAIBackend(base_url=url, model="some-model")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

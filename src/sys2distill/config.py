@@ -33,7 +33,9 @@ class TaskConfig(Section):
 
 class BackendConfig(Section):
     name: str = "hf"  # a key of sys2distill.backends.REGISTRY
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # fp32 is the safe CPU default
+    # auto: bfloat16 on a CUDA GPU or a CPU with native bf16 (AVX512-BF16 / AMX), else float32; the run
+    # folder's backend.json records the choice (bf16 vs fp32 accuracy: bench/README.md)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "cpu"
     # hf: sequences (prompts × samples) decoded together, and a bound on their KV cache positions
     # (rows × (prompt + new tokens)); 256 rows decode 1.4× faster than 64 on 2 CPU cores (bench/sampling.py).

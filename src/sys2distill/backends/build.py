@@ -4,18 +4,21 @@ Each engine takes the config knobs its constructor names (``hf``: dtype, device,
 ``openai``: base_url, api_key_env, max_concurrency, timeout, max_retries; ``vllm``: dtype,
 tensor_parallel_size); a knob set in the config to a non-default value that the chosen engine
 ignores is an error, so a typo'd setup fails before any work. The cache wraps the outside, so a
-cache hit never reaches Ray or the server.
+cache hit never reaches Ray or the server. ``<run_dir>/backend.json`` records the engine and the
+dtype ``backend.dtype: auto`` resolved to on this machine.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 from pathlib import Path
 
 from sys2distill.backends import REGISTRY
 from sys2distill.backends.base import Backend
 from sys2distill.backends.cache import CachedBackend, model_fingerprint
+from sys2distill.backends.hf import resolve_dtype
 from sys2distill.config import BackendConfig
 from sys2distill.errors import UserError
 from sys2distill.registry import lookup
@@ -50,12 +53,30 @@ def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, ch
 
         on_gpu = cls.name == "vllm" or cfg.device.startswith("cuda")
         gpus = kwargs.get("tensor_parallel_size", 1) if on_gpu else 0  # a vLLM replica spans tensor_parallel_size GPUs
+        if "dtype" in kwargs:  # resolved once here, so every replica computes in the same dtype and shards agree
+            kwargs["dtype"] = resolve_dtype(kwargs["dtype"], "cuda" if on_gpu else "cpu")
         backend: Backend = RayBackend(cls.name, kwargs, num_workers=cfg.num_workers, gpus_per_worker=gpus)
     else:
         backend = cls(**kwargs)
+    dtype = getattr(backend, "dtype", kwargs.get("dtype"))  # None: a server's own choice (openai)
+    record_backend(run_dir, "checkpoint" if checkpoint else "run",
+                   {"name": cls.name, "model_id": backend.model_id,
+                    "dtype": cfg.dtype if "dtype" in accepted else None, "resolved_dtype": dtype})
     if not cfg.cache:
         return backend
     path = run_dir / "cache.sqlite" if cfg.cache is True else Path(cfg.cache)
     # Engines differ in numerics: the same weights in fp32 and bf16 are different cache entries.
-    identity = json.dumps([backend.model_id, model_fingerprint(model), kwargs.get("dtype")])
+    identity = json.dumps([backend.model_id, model_fingerprint(model), dtype])
     return CachedBackend(backend, path, identity=identity, commit_every=cfg.batch_size)
+
+
+def record_backend(run_dir: Path, role: str, entry: dict) -> None:
+    """Write ``entry`` under ``role`` in ``<run_dir>/backend.json``: ``run`` is the run's engine, ``checkpoint``
+    the one that evaluates its distilled models. Written whole to a temporary file and renamed, never torn."""
+    path = Path(run_dir) / "backend.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    record[role] = entry
+    tmp = path.with_name(f".backend.json.{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -16,13 +16,59 @@ from __future__ import annotations
 import hashlib
 import inspect
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 
 from sys2distill.backends import register_backend
 from sys2distill.backends.base import Messages, SamplingParams
 from sys2distill.backends.shared_prefix import SharedPrefixCache, decoding_with_shared_prefix, reserved_cache
+from sys2distill.errors import UserError
 from sys2distill.records import Completion
+
+# CPU feature flags that compute a dtype natively: /proc/cpuinfo "flags" on x86 (AVX512-BF16, AMX),
+# "Features" on Arm. Without them torch emulates the dtype through fp32 at a fraction of fp32's speed.
+NATIVE_CPU_FLAGS = {"bfloat16": {"avx512_bf16", "amx_bf16", "bf16"}, "float16": {"avx512_fp16", "amx_fp16", "fphp"}}
+
+
+def cpu_flags() -> set[str] | None:
+    """This CPU's feature flags from ``/proc/cpuinfo``; ``None`` where there is none (macOS, Windows)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return None
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The dtype to compute in: ``auto`` is bfloat16 where the device computes it natively (a CUDA GPU
+    with bf16, a CPU with AVX512-BF16 or AMX) and float32 elsewhere. An explicit half-precision dtype
+    the CPU has no native support for is a ``UserError``.
+
+    bf16 halves the weights' and KV cache's memory traffic; on CPUs without bf16 units it is slower
+    than fp32 (bench/README.md). Whether it changes accuracy: bench/README.md, "bf16 vs fp32".
+    """
+    if device.startswith("cuda"):
+        # A Ray driver may have no GPU of its own: its workers' GPUs are assumed to be recent (bf16).
+        bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
+        if dtype == "bfloat16" and not bf16:
+            raise UserError(f"this GPU ({torch.cuda.get_device_name()}) has no bfloat16: "
+                            "set backend.dtype=float16 or float32")
+        return ("bfloat16" if bf16 else "float32") if dtype == "auto" else dtype
+    if device != "cpu":  # other accelerators: torch decides what runs
+        return "float32" if dtype == "auto" else dtype
+    flags = cpu_flags()
+    if dtype == "auto":
+        return "bfloat16" if flags and flags & NATIVE_CPU_FLAGS["bfloat16"] else "float32"
+    if dtype in NATIVE_CPU_FLAGS and flags is not None and not flags & NATIVE_CPU_FLAGS[dtype]:
+        need = " or ".join(sorted(NATIVE_CPU_FLAGS[dtype]))
+        raise UserError(f"backend.dtype={dtype}: this CPU has no native {dtype} ({need}), so it would run "
+                        "emulated, slower than float32: set backend.dtype=auto or float32")
+    return dtype
 
 
 @contextmanager
@@ -197,15 +243,20 @@ def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Gener
 class HFBackend:
     """Generate with a transformers causal LM on CPU or GPU.
 
-    ``batch_size`` counts sequences (prompts × samples) decoded together.
+    ``batch_size`` counts sequences (prompts × samples) decoded together. ``dtype`` ``auto`` is
+    resolved by :func:`resolve_dtype`; ``self.dtype`` is the dtype the model computes in.
     """
 
-    def __init__(self, model: str = "embedded", dtype: str = "float32", device: str = "cpu",
+    def __init__(self, model: str = "embedded", dtype: str = "auto", device: str = "cpu",
                  batch_size: int = 256, max_batch_tokens: int = 65536, loaded=None):
         from sys2distill.models import load_model_and_tokenizer, model_identity
 
         self.model_id = model_identity(model)
-        self.model, self.tokenizer = loaded if loaded is not None else load_model_and_tokenizer(model, dtype, device)
+        if loaded is None:
+            self.dtype = resolve_dtype(dtype, device)  # before loading: a dtype the CPU lacks fails at once
+            loaded = load_model_and_tokenizer(model, self.dtype, device)
+        self.model, self.tokenizer = loaded
+        self.dtype = str(self.model.dtype).removeprefix("torch.")  # what it computes in (an in-process model's own)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         # Finished rows stay in the batch until they are a quarter of it: compacting at every
