@@ -84,6 +84,8 @@ def test_end_to_end_then_resume(tmp_path, tiny):
     assert len([c for c in checks if c.entry == "rar_2step"]) == kept
     assert results["filter"]["rar_2step"]["precision"] == sum(c.correct for c in checks if c.entry == "rar_2step") / kept
     assert [c["system"] for c in results["comparisons"]] == labels[1:]  # each paired with System 1
+    golds = [r.gold for r in rows if r.system == "system1"]
+    assert results["constant_baseline"][1] == max(golds.count(g) for g in golds) / 4
 
     # Rerun: every stage is found finished, nothing is regenerated or retrained.
     stamps = {f: f.stat().st_mtime_ns for f in d.rglob("*.jsonl")}

@@ -24,6 +24,7 @@ from sys2distill.paper import PAPER, PAPER_K
 from sys2distill.plot import PLOT_FILE, plot_accuracy_vs_tokens
 from sys2distill.records import FilterDecision
 from sys2distill.stats import accuracy_interval, paired_difference
+from sys2distill.tasks.base import normalize
 from sys2distill.verdict import Comparison, Verdict, verdict
 
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
@@ -80,6 +81,9 @@ class Results(BaseModel):
     stages: dict[str, dict[str, Any]]
     versions: dict[str, str]
     plot: str | None = None
+    # The commonest gold answer and its share of the test items: what always giving one answer would
+    # score. A small model's System 2 "gain" can be a gain in answering at all; this says where chance is.
+    constant_baseline: tuple[str, float] | None = None
 
     @classmethod
     def load(cls, run_dir: Path) -> Results:
@@ -180,7 +184,13 @@ def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecisi
         by_entry[c.entry].append(c)
     summaries = {entry: _filter_summary(ds, by_entry.get(entry) if checks is not None else None, trained.get(entry, {}))
                  for entry, ds in decisions.items()}
-    return Results(scores=scores, comparisons=comparisons, verdicts=verdicts, filter=summaries, stages=stages, **info)
+    golds = Counter(normalize(r.gold) for r in by_system.get("system1", []) if r.gold)
+    baseline = None
+    if golds:
+        answer, count = golds.most_common(1)[0]
+        baseline = (answer, count / len(by_system["system1"]))
+    return Results(scores=scores, comparisons=comparisons, verdicts=verdicts, filter=summaries, stages=stages,
+                   constant_baseline=baseline, **info)
 
 
 def write_results(results: Results, run_dir: Path) -> Results:
@@ -250,6 +260,9 @@ def markdown(results: Results, level: int = 1, assets: str = "") -> str:
               "on the test input." + (" % inconsistent = share of test pairs whose verdict changes when the two responses "
                                       "swap places." if paired else ""),
               f"Extraction rule ({results.task} v{results.task_version}): {results.extraction_rule}"]
+    if results.constant_baseline:
+        answer, share = results.constant_baseline
+        lines[-1:-1] = [f"Always answering “{answer}” (the commonest gold answer) would score {pct(share)} on these items."]
     if results.comparisons:
         lines += ["", f"{h}# Paired with System 1", "", "| system | difference (95% CI) | right where System 1 is wrong "
                   "| wrong where System 1 is right | McNemar p |", "|---|---|---|---|---|"]
@@ -324,5 +337,7 @@ def print_table(results: Results, console: Console | None = None) -> None:
         table.add_row(s.label, pct(s.accuracy), interval(s.accuracy_ci), *([pct(s.inconsistent)] if paired else []),
                       *[_group_cell(s, g) for g in groups], f"{s.mean_tokens:.1f}", pct(s.fidelity))
     console.print(table)
+    if results.constant_baseline:
+        console.print(f"Always answering “{results.constant_baseline[0]}” would score {pct(results.constant_baseline[1])}.")
     for v in results.verdicts:
         console.print(v.sentence)
