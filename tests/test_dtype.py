@@ -80,3 +80,17 @@ def test_run_folder_records_the_resolved_dtype(tmp_path, monkeypatch, cpu, embed
     build_backend(BackendConfig(), str(tmp_path), tmp_path, checkpoint=True)  # a distilled model's evaluation
     record = json.loads((tmp_path / "backend.json").read_text())
     assert set(record) == {"run", "checkpoint"} and record["checkpoint"]["resolved_dtype"] == resolved
+
+
+def test_a_run_fingerprints_the_dtype_auto_resolves_to(cpu, tmp_path):
+    """The same ``auto`` config samples in bf16 on one machine and fp32 on another: a run folder made on
+    one must not pass for finished on the other."""
+    from sys2distill.config import load_config
+    from sys2distill.pipeline import Pipeline
+
+    cfg = load_config(None, [f"run_dir={tmp_path}/{{name}}", "task.train_size=2", "task.test_size=2"])
+    assert cfg.backend.dtype == "auto"
+    cpu(ZEN4)
+    assert Pipeline(cfg)._fingerprint("generate")["backend.dtype"] == "bfloat16"
+    cpu(SKYLAKE)
+    assert Pipeline(cfg)._fingerprint("generate")["backend.dtype"] == "float32"

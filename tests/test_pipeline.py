@@ -209,7 +209,7 @@ def test_write_granularity_is_not_part_of_a_stage_fingerprint(tmp_path, tiny):
     # As versions before per-key fingerprints wrote it: whole sections, with the write size's old name.
     dump = p.cfg.model_dump()
     saved["config"] = {k: dump[k] for k in ("model", "task", "prompts", "method_options", "chains")}
-    saved["config"] |= {"backend.dtype": "float32", "distill.methods": ["system1"],
+    saved["config"] |= {"backend.dtype": p._fingerprint("generate")["backend.dtype"], "distill.methods": ["system1"],
                         "generation": {**dump["generation"], "chunk_size": 16}}
     del saved["config"]["generation"]["chunk_sequences"]
     marker.write_text(json.dumps(saved))
