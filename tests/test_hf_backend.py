@@ -284,7 +284,7 @@ def test_compiled_decode_attention_equals_the_eager_one_and_falls_back(monkeypat
         key, value = (torch.randn(prompts * n, kv_heads, positions, dim, dtype=dtype) for _ in range(2))
         for live in (slot, torch.tensor([0, 2, 5])):
             q = torch.randn(len(live), kv_heads, groups, dim, dtype=dtype)
-            args = (q, places[live].reshape(-1), prompts * kv_heads * n * groups, pk, pv, mask, key, value, live, 0.3)
+            args = (q, places[live].reshape(-1), n, pk, pv, mask, key, value, live, 0.3)
             expected = fused._decode_attention(*args)
             tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1.6e-2, "atol": 1e-2}
             torch.testing.assert_close(fused.decode_attention(*args), expected, **tol)

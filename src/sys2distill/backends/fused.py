@@ -14,10 +14,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 
 import torch
 
 log = logging.getLogger(__name__)
+
+
+def _size_oblivious():
+    """Dynamic sizes compiled without the special case of size 1 (one prompt or one row left at the end
+    of a batch, one generated position in the first step), which would otherwise cost a compile each."""
+    try:
+        from torch.fx.experimental import _config
+        return _config.patch(backed_size_oblivious=True)
+    except (ImportError, AttributeError):
+        return nullcontext()
 
 
 class Fused:
@@ -39,7 +50,8 @@ class Fused:
                 if self._compiled is None:
                     self._compiled = torch.compile(self.fn)
         try:
-            return self._compiled(*args)
+            with _size_oblivious():
+                return self._compiled(*args)
         except Exception as e:  # noqa: BLE001 — any compiler failure: the eager function computes the same
             self.failed = True
             log.warning("torch.compile of %s failed (%s: %s); running it eagerly",
@@ -47,13 +59,13 @@ class Fused:
             return self.fn(*args)
 
 
-def _decode_attention(q: torch.Tensor, places: torch.Tensor, block_rows: int, prompt_keys: torch.Tensor,
+def _decode_attention(q: torch.Tensor, places: torch.Tensor, samples: int, prompt_keys: torch.Tensor,
                       prompt_values: torch.Tensor, prompt_mask: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                       live: torch.Tensor, scale: float) -> torch.Tensor:
     """One decoding step of shared-prefix attention (``shared_prefix.py``), computed in fp32.
 
-    ``q`` [rows, kv_heads, groups, dim]: the queries of cache rows ``live``; ``places``/``block_rows``:
-    where they go in the prompts' query blocks (``SharedPrefixCache.query_places``); ``prompt_keys``/
+    ``q`` [rows, kv_heads, groups, dim]: the queries of cache rows ``live``; ``places``: where they go
+    in the prompts' ``samples × groups`` query blocks (``SharedPrefixCache.query_places``); ``prompt_keys``/
     ``prompt_values`` [prompts, kv_heads, prompt_len, dim] and ``prompt_mask`` (additive) in fp32;
     ``key``/``value`` [cache rows, kv_heads, positions, dim]: the generated tokens' cache.
 
@@ -66,7 +78,7 @@ def _decode_attention(q: torch.Tensor, places: torch.Tensor, block_rows: int, pr
     prompts, kv_heads, _, dim = prompt_keys.shape
     rows, _, groups, _ = q.shape
     qf = q.float()
-    block = qf.new_zeros(block_rows, dim).index_copy(0, places, qf.reshape(-1, dim)).view(prompts, kv_heads, -1, dim)
+    block = qf.new_zeros(prompts * kv_heads * samples * groups, dim).index_copy(0, places, qf.reshape(-1, dim)).view(prompts, kv_heads, -1, dim)
     scores_p = torch.matmul(block, prompt_keys.transpose(-1, -2)) * scale + prompt_mask
     lse_p = scores_p.logsumexp(-1, keepdim=True)
     out_p = torch.matmul((scores_p - lse_p).exp(), prompt_values)
@@ -86,3 +98,17 @@ def _decode_attention(q: torch.Tensor, places: torch.Tensor, block_rows: int, pr
 
 
 decode_attention = Fused(_decode_attention)
+
+
+def mark_decode_dynamic(q, places, prompt_keys, prompt_values, prompt_mask, key, value, live) -> None:
+    """Compile ``decode_attention`` for any rows, prompts and positions from its first call on: left
+    to dynamo, each of them would first be compiled static and then again when it changes — a
+    couple of seconds each, inside the first generation (``torch._dynamo.maybe_mark_dynamic`` is a
+    hint: sizes 0 and 1 are still specialised, so the first step, at one position, compiles apart)."""
+    mark = getattr(getattr(torch, "_dynamo", None), "maybe_mark_dynamic", None)
+    if mark is None:
+        return
+    for tensor, dims in ((q, (0,)), (places, (0,)), (prompt_keys, (0, 2)), (prompt_values, (0, 2)),
+                         (prompt_mask, (0, 3)), (key, (0, 2)), (value, (0, 2)), (live, (0,))):
+        for dim in dims:
+            mark(tensor, dim)

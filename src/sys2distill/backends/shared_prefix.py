@@ -27,7 +27,7 @@ import torch
 from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from sys2distill.backends.fused import decode_attention
+from sys2distill.backends.fused import decode_attention, mark_decode_dynamic
 
 ATTENTION_NAME = "sys2distill_shared_prefix"
 
@@ -268,8 +268,9 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     size = prompts * kv_heads * n * groups
     if cache.fused and not decode_attention.failed:  # the whole step as one compiled kernel (fused.py)
         rows_in = torch.arange(rows, device=q.device) if live is None else live
-        out = decode_attention(q, places, size, layer.prompt_keys, layer.prompt_values, cache.prompt_mask, key, value,
-                               rows_in, scale)
+        args = (q, places, layer.prompt_keys, layer.prompt_values, cache.prompt_mask, key, value, rows_in)
+        mark_decode_dynamic(*args)
+        out = decode_attention(q, places, n, *args[2:], scale)
         return out.reshape(rows, q_len, heads, dim), None
     block = q.new_empty(size, dim) if len(places) == size else q.new_zeros(size, dim)
     block = block.index_copy_(0, places, q.reshape(-1, dim)).view(prompts, kv_heads, n * groups, dim)
