@@ -147,7 +147,8 @@ def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(fini
     from sys2distill.backends import shared_prefix
     from sys2distill.backends.shared_prefix import SharedPrefixCache, shared_prefix_attention
 
-    monkeypatch.setattr(shared_prefix, "decode_attention", fused_module.Fused(fused_module._decode_attention, compile=False))
+    eager = fused_module.Fused(fused_module._decode_attention, compile=False)
+    monkeypatch.setattr(shared_prefix, "decode_attention", eager)
 
     torch.manual_seed(0)
     prompts, n, kv_heads, groups, dim, prompt_len = 3, 4, 2, 3, 8, 6
@@ -303,9 +304,10 @@ def test_compiled_decode_attention_equals_the_eager_one_and_falls_back(monkeypat
 def test_fused_decoding_gives_the_plain_tokens(embedded_tokenizer, tiny_model, monkeypatch):
     """The fused attention step wired into decoding (fp32 prompt keys, finished rows left out, rows
     dropped at every step or lazily) gives the plain path's tokens in fp32 — run eagerly, the
-    compiled kernel's equality is tested above — and so does a failed compile. bf16 on CPU takes the fused path and packed weights
-    by default; there rounding differs from the plain path's (fp32 inside the kernel, one rounding at
-    its end), and a random model's near-ties move tokens, so bf16 is only run here."""
+    compiled kernel's equality is tested above — and so does a failed compile. bf16 on CPU takes
+    the fused path and packed weights by default; there rounding differs from the plain path's
+    (fp32 inside the kernel, one rounding at its end), and a random model's near-ties move tokens,
+    so bf16 is only run here."""
     from sys2distill.backends import fused, shared_prefix
     from sys2distill.backends.hf import packing_available
 

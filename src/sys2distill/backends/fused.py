@@ -78,7 +78,8 @@ def _decode_attention(q: torch.Tensor, places: torch.Tensor, samples: int, promp
     prompts, kv_heads, _, dim = prompt_keys.shape
     rows, _, groups, _ = q.shape
     qf = q.float()
-    block = qf.new_zeros(prompts * kv_heads * samples * groups, dim).index_copy(0, places, qf.reshape(-1, dim)).view(prompts, kv_heads, -1, dim)
+    block = qf.new_zeros(prompts * kv_heads * samples * groups, dim).index_copy(0, places, qf.reshape(-1, dim))
+    block = block.view(prompts, kv_heads, -1, dim)
     scores_p = torch.matmul(block, prompt_keys.transpose(-1, -2)) * scale + prompt_mask
     lse_p = scores_p.logsumexp(-1, keepdim=True)
     out_p = torch.matmul((scores_p - lse_p).exp(), prompt_values)
