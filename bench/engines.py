@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from sampling import GFLOP_PER_TOKEN, hf_batched, matmul_gflops, naive
+from sampling import GFLOP_PER_TOKEN, hf_batched, matmul_gflops, naive, warm_up
 
 from sys2distill.backends.base import SamplingParams
 from sys2distill.models import embedded_checkpoint, embedded_gguf
@@ -98,8 +98,10 @@ def run_variant(name: str, args) -> tuple[int, float, str]:
         from sys2distill.backends.hf import HFBackend
 
         backend = HFBackend("embedded", dtype=name.removeprefix("hf_"))
+        prompts = job(args.prompts)
+        warm_up(backend, prompts)  # as the vLLM rows: compiling is not decoding
         start = time.perf_counter()
-        out = backend.generate(job(args.prompts), PARAMS)
+        out = backend.generate(prompts, PARAMS)
         return tokens_of(out), time.perf_counter() - start, f"{args.prompts} prompts"
     if name.startswith("vllm_"):  # in this process: the vLLM environment (see main)
         from sys2distill.backends.vllm_engine import VLLMBackend

@@ -133,21 +133,29 @@ def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
 # ``drop``): from the first step on, or after steps that fill every query slot.
 @pytest.mark.parametrize("finished, drop", [({0: [4], 1: [4], 2: [1, 4, 5], 5: [1]}, 3),
                                             ({2: [4], 3: [1, 4, 5], 6: [1]}, 4)])
-def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(finished, drop):
+@pytest.mark.parametrize("fused", [False, True])
+def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(finished, drop, fused, monkeypatch):
     """Prompt KV stored once per prompt + generated KV per row, merged by log-sum-exp, must give the
     attention a per-row cache gives: left padding, GQA, growing past the reserve, every row fed or
-    finished rows left out of a step, dropped rows and a prompt left without rows."""
+    finished rows left out of a step, dropped rows and a prompt left without rows. ``fused``: the
+    one-kernel step of ``fused.py``, run eagerly here (the compiled kernel: the test below)."""
     from types import SimpleNamespace
 
     from transformers import LlamaConfig
 
+    from sys2distill.backends import fused as fused_module
+    from sys2distill.backends import shared_prefix
     from sys2distill.backends.shared_prefix import SharedPrefixCache, shared_prefix_attention
+
+    eager = fused_module.Fused(fused_module._decode_attention, compile=False)
+    monkeypatch.setattr(shared_prefix, "decode_attention", eager)
 
     torch.manual_seed(0)
     prompts, n, kv_heads, groups, dim, prompt_len = 3, 4, 2, 3, 8, 6
     config = LlamaConfig(num_hidden_layers=1, hidden_size=kv_heads * groups * dim, num_attention_heads=kv_heads * groups,
                          num_key_value_heads=kv_heads)
     cache = SharedPrefixCache(config, reserve=2)
+    cache.fused = fused
     mask = torch.ones(prompts, prompt_len, dtype=torch.long)
     mask[0, :2] = mask[2, :5] = 0  # left padding
     pk, pv = torch.randn(prompts, kv_heads, prompt_len, dim), torch.randn(prompts, kv_heads, prompt_len, dim)
@@ -223,16 +231,18 @@ def test_shared_prefix_decoding_gives_the_per_row_cache_tokens(embedded_tokenize
     assert not shared_prefix.SharedPrefixCache.supports(MistralForCausalLM(config))
 
 
-def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_tokenizer, tiny_model):
-    """MKL-packed linear weights: same tokens as plain ``linear``, the model's own forward restored
-    afterwards, and a weight changed in place (training) packed again."""
-    from sys2distill.backends.hf import mkl_packing_available
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_tokenizer, tiny_model, dtype):
+    """MKL-packed (fp32) and oneDNN-packed (bf16) linear weights: same tokens as plain ``linear``,
+    the model's own forward restored afterwards, and a weight changed in place (training) packed again."""
+    from sys2distill.backends.hf import packing_available
 
-    model = tiny_model(embedded_tokenizer, initializer_range=1.0)
-    if not mkl_packing_available(model):
-        pytest.skip("torch built without MKL")
+    model = tiny_model(embedded_tokenizer, initializer_range=1.0).to(dtype)
+    if not packing_available(model):
+        pytest.skip(f"no packed {dtype} matmul in this torch build or on this CPU")
     packed, plain = (HFBackend(loaded=(model, embedded_tokenizer), batch_size=8) for _ in range(2))
     plain.pack_weights = False
+    packed.fused = plain.fused = False  # only the packing differs
     params = SamplingParams(n=3, temperature=1.0, top_p=0.9, max_tokens=10, seed=1)
 
     def texts(backend):
@@ -246,7 +256,7 @@ def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_
     layer = model.model.layers[0].mlp.up_proj
     with torch.inference_mode():
         for rows in (1, 5, 8, 37):
-            x = torch.randn(rows, 1, layer.in_features)
+            x = torch.randn(rows, 1, layer.in_features, dtype=dtype)
             expected = torch.nn.functional.linear(x, layer.weight)
             with packed_linear_weights(model, {}, 8):
                 torch.testing.assert_close(layer(x), expected)
@@ -255,6 +265,81 @@ def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_
         model.model.layers[0].mlp.down_proj.weight.mul_(-3.0)
     after = texts(plain)
     assert after != before and texts(packed) == after
+
+
+def test_compiled_decode_attention_equals_the_eager_one_and_falls_back(monkeypatch, caplog):
+    """The compiled kernel computes what the eager function does (to fp32 rounding, in bf16 to its
+    rounding), for all rows fed and for finished rows left out; where compiling fails the eager
+    function answers, with one warning."""
+    from sys2distill.backends import fused
+
+    torch.manual_seed(0)
+    prompts, n, kv_heads, groups, dim, prompt_len, positions = 2, 3, 2, 3, 8, 5, 4
+    slot = torch.arange(prompts * n)
+    places = (((slot // n)[:, None, None] * kv_heads + torch.arange(kv_heads)[None, :, None]) * n
+              + (slot % n)[:, None, None]) * groups + torch.arange(groups)[None, None, :]
+    for dtype in (torch.float32, torch.bfloat16):
+        pk, pv = torch.randn(prompts, kv_heads, prompt_len, dim), torch.randn(prompts, kv_heads, prompt_len, dim)
+        mask = torch.zeros(prompts, 1, 1, prompt_len)
+        mask[0, ..., :2] = float("-inf")
+        key, value = (torch.randn(prompts * n, kv_heads, positions, dim, dtype=dtype) for _ in range(2))
+        for live in (slot, torch.tensor([0, 2, 5])):
+            q = torch.randn(len(live), kv_heads, groups, dim, dtype=dtype)
+            args = (q, places[live].reshape(-1), n, pk, pv, mask, key, value, live, 0.3)
+            expected = fused._decode_attention(*args)
+            tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1.6e-2, "atol": 1e-2}
+            torch.testing.assert_close(fused.decode_attention(*args), expected, **tol)
+    broken = fused.Fused(fused._decode_attention)
+
+    def no_compiler(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C++ compiler")
+        return run
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with caplog.at_level("WARNING"):
+        assert torch.equal(broken(*args), expected) and torch.equal(broken(*args), expected)
+    assert sum("running it eagerly" in r.message for r in caplog.records) == 1
+
+
+def test_fused_decoding_gives_the_plain_tokens(embedded_tokenizer, tiny_model, monkeypatch):
+    """The fused attention step wired into decoding (fp32 prompt keys, finished rows left out, rows
+    dropped at every step or lazily) gives the plain path's tokens in fp32 — run eagerly, the
+    compiled kernel's equality is tested above — and so does a failed compile. bf16 on CPU takes
+    the fused path and packed weights by default; there rounding differs from the plain path's
+    (fp32 inside the kernel, one rounding at its end), and a random model's near-ties move tokens,
+    so bf16 is only run here."""
+    from sys2distill.backends import fused, shared_prefix
+    from sys2distill.backends.hf import packing_available
+
+    loaded = (tiny_model(embedded_tokenizer, initializer_range=1.0), embedded_tokenizer)
+    if loaded[0].device.type != "cpu":
+        pytest.skip("the fused path is CPU-only")
+    params = [SamplingParams(n=4, temperature=1.0, top_p=0.9, max_tokens=12, seed=3, stop=("e",)),
+              SamplingParams(max_tokens=12, stop=("e",))]
+    calls = []
+    with monkeypatch.context() as m:
+        counted = fused.Fused(lambda *a: calls.append(1) or fused._decode_attention(*a), compile=False)
+        m.setattr(shared_prefix, "decode_attention", counted)
+        fast, lazy, plain = (HFBackend(loaded=loaded, batch_size=8) for _ in range(3))
+        assert not plain.fused  # fp32: the plain path by default
+        fast.fused = lazy.fused = True
+        fast.max_finished_share = plain.max_finished_share = 0.0
+        for p in params:
+            expected = [[(c.text, c.completion_tokens) for c in cs] for cs in plain.generate(PROMPTS, p)]
+            assert len({k for cs in expected for _, k in cs}) > 1  # rows finish at different steps
+            for backend in (fast, lazy):
+                assert [[(c.text, c.completion_tokens) for c in cs] for cs in backend.generate(PROMPTS, p)] == expected
+        assert calls
+        # A compile that fails: one step runs the eager kernel, the rest the plain attention.
+        broken = fused.Fused(fused._decode_attention)
+        m.setattr(torch, "compile", lambda fn, **kwargs: lambda *a: (_ for _ in ()).throw(RuntimeError("no compiler")))
+        m.setattr(shared_prefix, "decode_attention", broken)
+        expected = [[c.text for c in cs] for cs in plain.generate(PROMPTS, params[0])]
+        assert [[c.text for c in cs] for cs in fast.generate(PROMPTS, params[0])] == expected and broken.failed
+    bf16 = HFBackend(loaded=(loaded[0].to(torch.bfloat16), embedded_tokenizer), batch_size=8)
+    assert bf16.fused and bf16.pack_weights == packing_available(bf16.model)
+    out = bf16.generate(PROMPTS, params[0])
+    assert [len(cs) for cs in out] == [4, 4, 4] and all(1 <= c.completion_tokens <= 12 for cs in out for c in cs)
 
 
 # Median nucleus sizes at top-p 0.5 / 0.95: 16k / 44k (full path), 119 / 5.7k, 7 / 412 (second

@@ -6,9 +6,10 @@ the generated tokens' cache has room for every new token from the start (no per-
 concatenation), and finished rows leave the cache once a quarter of it has finished (in between
 only the live rows go through the model with the shared prompt cache, and through the output
 layer with a per-row cache): the live rows past the new end move into the finished
-rows' places in the cache, so a compaction copies at most a quarter of the rows. On x86 CPUs the
-linear layers run on weights packed once for MKL's sgemm. Batches are bounded in rows and in KV
-cache positions. Measurements: ``bench/README.md`` (sampling throughput).
+rows' places in the cache, so a compaction copies at most a quarter of the rows. On CPUs the
+linear layers run on weights packed once (MKL's sgemm in fp32, oneDNN in bf16), and in bf16 each
+decoding step's attention is one kernel compiled by inductor (``fused.py``). Batches are bounded in
+rows and in KV cache positions. Measurements: ``bench/README.md`` (sampling throughput, bf16 decoding).
 """
 
 from __future__ import annotations
@@ -106,23 +107,40 @@ def mkl_packing_available(model) -> bool:
     return True
 
 
+def mkldnn_packing_available(model) -> bool:
+    """oneDNN's packed bf16 matmul: CPU builds of torch with oneDNN, bf16 weights, a CPU with bf16 units."""
+    if not (torch.backends.mkldnn.is_available() and model.device.type == "cpu" and model.dtype == torch.bfloat16):
+        return False
+    try:
+        torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def packing_available(model) -> bool:
+    return mkl_packing_available(model) or mkldnn_packing_available(model)
+
+
 @contextmanager
 def packed_linear_weights(model, packed: dict, rows: int):
-    """Run the model's ``nn.Linear`` layers on weights pre-packed for MKL's sgemm.
+    """Run the model's ``nn.Linear`` layers on weights pre-packed for MKL's sgemm (fp32) or oneDNN (bf16).
 
-    A plain ``linear`` call re-packs its weight matrix into MKL's blocked layout on every call —
-    for a decoding step, every weight of the model, every step. Packing once is what inductor does
-    for frozen fp32 linears on CPU (``mkl._mkl_linear``); measured on the model's layer shapes at
-    256 rows: 258–277 → 281–328 GFLOP/s, same results bit for bit (tested: same tokens). ``packed``
-    caches the packed weights across calls (≈ the model's size again); a weight changed in place,
-    e.g. by training, is packed again.
+    A plain ``linear`` call re-packs its weight matrix into the library's blocked layout on every
+    call — for a decoding step, every weight of the model, every step. Packing once is what inductor
+    does for frozen linears on CPU (``mkl._mkl_linear`` in fp32, ``mkldnn._linear_pointwise`` in
+    bf16); fp32, measured on the model's layer shapes at 256 rows: 258–277 → 281–328 GFLOP/s; both
+    give the same results bit for bit (tested: same tokens). ``packed`` caches the packed weights
+    across calls (≈ the model's size again); a weight changed in place, e.g. by training, is packed again.
 
-    ``rows`` is only MKL's sizing hint: the packed layout of a weight does not depend on it (same
+    ``rows`` is only a sizing hint: the packed layout of a weight does not depend on it (same
     buffer size for 1 to 512 rows, and the same results as packing for the actual row count — tested),
     so every call runs packed with its own row count. (``_mkl_linear`` falls back to an unpacked
     ``linear`` when told a row count other than the actual one — the output layer, which scores only
     the live rows, always did: 49k × 576 at 192 rows 68 → 54 ms, at 100 rows 37 → 26 ms.)
     """
+    mkl = model.dtype == torch.float32
+    reorder = torch.ops.mkl._mkl_reorder_linear_weight if mkl else torch.ops.mkldnn._reorder_linear_weight
     patched = []
     for module in model.modules():
         if type(module) is not torch.nn.Linear:
@@ -130,12 +148,15 @@ def packed_linear_weights(model, packed: dict, rows: int):
         weight = module.weight.detach()
         key = (weight.data_ptr(), weight._version)
         if packed.get(module, (None,))[0] != key:
-            packed[module] = (key, torch.ops.mkl._mkl_reorder_linear_weight(weight, rows))
+            packed[module] = (key, reorder(weight, rows))
         bias = None if module.bias is None else module.bias.detach()
 
         def forward(x, weight=weight, bias=bias, blocks=packed[module][1]):
-            flat = x.reshape(-1, x.shape[-1]).contiguous()  # MKL reads it as a dense matrix
-            y = torch.ops.mkl._mkl_linear(flat, blocks, weight, bias, flat.shape[0])
+            flat = x.reshape(-1, x.shape[-1]).contiguous()  # read as a dense matrix
+            if mkl:
+                y = torch.ops.mkl._mkl_linear(flat, blocks, weight, bias, flat.shape[0])
+            else:
+                y = torch.ops.mkldnn._linear_pointwise(flat, blocks, bias, "none", [], "")
             return y.view(*x.shape[:-1], y.shape[-1])
 
         module.forward = forward  # an instance attribute shadows the class's forward
@@ -275,7 +296,10 @@ class HFBackend:
         # where the per-row path gets the fused SDPA kernel (H200, 64 × 8 × 128: bf16 13.4k vs
         # 17.3k tok/s, fp32 13.7k vs 15.1k; bench/cuda_check.py).
         self.shared_prefix = SharedPrefixCache.supports(self.model) and self.model.device.type == "cpu"
-        self.pack_weights = mkl_packing_available(self.model)
+        self.pack_weights = packing_available(self.model)
+        # bf16 on CPU: the flash kernel's per-head set-up dominated its small decoding problems
+        # (fused.py). fp32 keeps its measured path and its samples.
+        self.fused = self.model.device.type == "cpu" and self.model.dtype == torch.bfloat16
         self._packed: dict = {}  # nn.Linear → packed weight, reused across calls
 
     def render(self, messages: Messages) -> str:
@@ -338,6 +362,8 @@ class HFBackend:
         # With one sample per prompt there is nothing to share, and splitting attention in two only costs.
         shared = self.shared_prefix and n > 1
         cache = (SharedPrefixCache if shared else reserved_cache)(model.config, params.max_tokens)
+        if shared:
+            cache.fused = self.fused
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                     **{self._cache_arg: cache}, **self._last_logits_only)
         if shared:  # the prompt cache stays one copy per prompt; attention reads it once for n rows

@@ -27,6 +27,8 @@ import torch
 from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from sys2distill.backends.fused import decode_attention, mark_decode_dynamic
+
 ATTENTION_NAME = "sys2distill_shared_prefix"
 
 # Returns (output, logsumexp): the public ``scaled_dot_product_attention`` drops the logsumexp the
@@ -182,6 +184,7 @@ class SharedPrefixCache(DynamicCache):
         self.slot = None  # [rows] index into the prompts × samples block
         self.prompt_mask = None  # [prompts, 1, 1, prompt_len], 0 for tokens and -inf for left padding
         self._query_places = None  # this step's ``query_places``, shared by every layer
+        self.fused = False  # decoding steps through fused.py's compiled attention (set before prefill)
 
     @staticmethod
     def supports(model) -> bool:
@@ -194,6 +197,10 @@ class SharedPrefixCache(DynamicCache):
         """After prefill: every prompt now has ``samples`` rows; ``attention_mask`` is the prompts' 2D mask."""
         self.samples = samples
         self.slot = torch.arange(attention_mask.shape[0] * samples, device=attention_mask.device)
+        if self.fused:  # the compiled attention computes in fp32: the prompt's keys/values converted once (exactly)
+            dtype = torch.float32
+            for layer in self.layers:
+                layer.prompt_keys, layer.prompt_values = layer.prompt_keys.float(), layer.prompt_values.float()
         zeros = torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device)
         self.prompt_mask = zeros.masked_fill(attention_mask == 0, float("-inf"))[:, None, None, :]
         self._query_places = None
@@ -259,9 +266,17 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     # filled nothing needs zeroing.
     places = cache.query_places(live, kv_heads, groups)
     size = prompts * kv_heads * n * groups
+    if cache.fused and not decode_attention.failed:  # the whole step as one compiled kernel (fused.py)
+        rows_in = torch.arange(rows, device=q.device) if live is None else live
+        args = (q, places, layer.prompt_keys, layer.prompt_values, cache.prompt_mask, key, value, rows_in)
+        mark_decode_dynamic(*args)
+        out = decode_attention(q, places, n, *args[2:], scale)
+        return out.reshape(rows, q_len, heads, dim), None
     block = q.new_empty(size, dim) if len(places) == size else q.new_zeros(size, dim)
     block = block.index_copy_(0, places, q.reshape(-1, dim)).view(prompts, kv_heads, n * groups, dim)
-    out_p, lse_p = attention_with_lse(block, layer.prompt_keys, layer.prompt_values, scale, cache.prompt_mask)
+    # (.to: a no-op, unless a failed compile left this step with the fused path's fp32 prompt cache)
+    pk, pv, mask = (x.to(q.dtype) for x in (layer.prompt_keys, layer.prompt_values, cache.prompt_mask))
+    out_p, lse_p = attention_with_lse(block, pk, pv, scale, mask)
     out_p = out_p.reshape(-1, dim).index_select(0, places).view(rows, kv_heads, groups, dim)
     lse_p = lse_p.reshape(-1).index_select(0, places).view(rows, kv_heads, groups)
     # The generated part: each row against its own tokens. The cache's rows are strided views of
