@@ -10,6 +10,9 @@ scores each by
   held-out inputs (what distillation asks it to reproduce), with a Wilson 95% interval;
 - length ratio: its mean generated tokens / the held-out targets' mean tokens (1 = it learned
   the targets' form; far above 1 = it still rambles like the base model);
+- its answers' spread (the most common answer's share): a model that learnt one answer for every
+  input scores exactly the "constant" row, the fit targets' most common answer given to every
+  held-out input, which the table prints first;
 - wall time of training.
 
     python bench/sft_sweep.py CONFIG [key=value ...] [--entry rar_2step] [--dev-share 0.3]
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,11 +65,19 @@ def main() -> None:
     dev, fit = [records[i] for i in order[:n_dev]], [records[i] for i in order[n_dev:]]
     write_jsonl(out / "fit.jsonl", fit)
     _, tokenizer = load_model_and_tokenizer(cfg.model)
-    target_tokens = sum(len(tokenizer(r.completion[0]["content"], add_special_tokens=False).input_ids) for r in dev) / len(dev)
+    lengths = [len(tokenizer(r.completion[0]["content"], add_special_tokens=False).input_ids) for r in dev]
+    target_tokens, target_median = sum(lengths) / len(dev), statistics.median(lengths)
     greedy = SamplingParams(n=1, temperature=0.0, max_tokens=cfg.evaluate.max_tokens)
     print(f"{entry}: {len(records)} kept inputs -> {len(fit)} to train on, {len(dev)} held out; "
-          f"held-out targets average {target_tokens:.1f} tokens")
-    rows = []
+          f"held-out targets average {target_tokens:.1f} tokens (median {target_median})")
+    from collections import Counter
+
+    common, _ = Counter(r.metadata["answer"] for r in fit).most_common(1)[0]
+    agree = sum(r.metadata["answer"] == common for r in dev)
+    lo, hi = accuracy_interval(agree, len(dev))
+    rows = [{"setting": f"constant '{common}'", "agreement": agree / len(dev), "ci": [lo, hi], "tokens": None,
+             "length_ratio": None, "train_seconds": None, "steps": None, "no_answer": 0.0, "top_answer_share": 1.0}]
+    print(f"constant {common!r}: agreement {agree}/{len(dev)} = {100 * agree / len(dev):.1f}% ({100 * lo:.0f}–{100 * hi:.0f})")
     for cand in args.grid:
         folder = out / cand.replace(":", "_")
         seconds = steps = None
@@ -85,14 +97,16 @@ def main() -> None:
         agree = sum(a is not None and normalize(a) == r.metadata["answer"] for a, r in zip(answers, dev))
         lo, hi = accuracy_interval(agree, len(dev))
         tokens = sum(c[0].completion_tokens for c in outs) / len(dev)
+        top_share = Counter(normalize(a) if a is not None else None for a in answers).most_common(1)[0][1] / len(dev)
         rows.append({"setting": cand, "agreement": agree / len(dev), "ci": [lo, hi], "tokens": tokens,
                      "length_ratio": tokens / target_tokens, "train_seconds": seconds, "steps": steps,
-                     "no_answer": sum(a is None for a in answers) / len(dev)})
+                     "no_answer": sum(a is None for a in answers) / len(dev), "top_answer_share": top_share})
         print(f"{cand:14s} agreement {agree}/{len(dev)} = {100 * agree / len(dev):.1f}% ({100 * lo:.0f}–{100 * hi:.0f}) "
               f"tokens {tokens:.1f} (x{tokens / target_tokens:.2f} of target) no answer {rows[-1]['no_answer']:.0%} "
+              f"top answer {top_share:.0%} "
               f"train {seconds if seconds is not None else '-'} s / {steps if steps is not None else '-'} steps", flush=True)
     (out / "sweep.json").write_text(json.dumps({"config": cfg.model_dump(), "entry": entry, "fit": len(fit), "dev": len(dev),
-                                                "target_tokens": target_tokens, "rows": rows}, indent=1))
+                                                "target_tokens": target_tokens, "target_median_tokens": target_median, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,23 @@ def test_verdict_on_a_noisy_gap_says_how_many_items_would_be_needed():
         _verdict([1.0], [1.0, 0.0], [1.0], [1.0], [1.0])
 
 
+def test_verdict_warns_when_the_distilled_model_gives_one_answer_to_nearly_every_item():
+    # 40 coin-flip items, half "yes": the distilled model says "yes" to 38 and so is right on 20 of them.
+    golds = ["yes", "no"] * 20
+    s1, s2 = [0] * 36 + [1] * 4, [1] * 24 + [0] * 16
+    d_answers = ["yes"] * 38 + ["no", None]
+    d = [a == g for a, g in zip(d_answers, golds)]
+    v = verdict([bool(x) for x in s1], [bool(x) for x in s2], d, [60.0] * 40, [3.0] * 40,
+                labels=("Distilled RaR", "RaR", "System 1"), d_answers=d_answers, golds=golds)
+    assert v.one_answer == ("yes", pytest.approx(0.95), pytest.approx(0.5))
+    assert v.sentence.endswith("Caution: Distilled RaR answers “yes” to 95% of the items, and always answering “yes” "
+                               "scores 50.0%: it learnt the filter's commonest answer, not the method.")
+    varied = ["yes"] * 35 + ["no"] * 5  # 88%: below the threshold
+    v = verdict([bool(x) for x in s1], [bool(x) for x in s2], d, [60.0] * 40, [3.0] * 40,
+                labels=("Distilled RaR", "RaR", "System 1"), d_answers=varied, golds=golds)
+    assert v.one_answer is None and "Caution" not in v.sentence
+
+
 def test_plot_is_a_png(tmp_path):
     scores = [{"label": "System 1", "kind": "system1", "accuracy": 0.1, "mean_tokens": 12.0, "by_k": None},
               {"label": "CoT zero-shot", "kind": "system2", "accuracy": 0.5, "mean_tokens": 250.0,

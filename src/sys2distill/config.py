@@ -138,7 +138,7 @@ class TrainConfig(Section):
     """Supervised fine-tuning on input → final answer (paper Sec. 4: loss on answer tokens only)."""
 
     mode: Literal["full", "lora"] = "full"
-    learning_rate: float = Field(1e-5, gt=0)  # paper: 5.5e-6 for a 70B model; small models take more
+    learning_rate: float = Field(1e-4, gt=0)  # bench/sft_sweep.py at 135M; paper: 5.5e-6 for a 70B model
     epochs: float = Field(3.0, gt=0)
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = Field(8, ge=1)

@@ -165,6 +165,8 @@ def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecisi
     ids = [r.id for r in by_system.get("system1", [])]
     correct = {s: {r.id: r.correct for r in rs} for s, rs in by_system.items()}
     tokens = {s: {r.id: float(r.tokens) for r in rs} for s, rs in by_system.items()}
+    answers = {s: {r.id: normalize(r.answer) if r.answer is not None else None for r in rs} for s, rs in by_system.items()}
+    answers_gold = {"system1": {r.id: normalize(r.gold) if r.gold else None for r in by_system.get("system1", [])}}
     label = {s.system: s.label for s in scores}
     comparisons, verdicts = [], []
     if ids:
@@ -178,7 +180,8 @@ def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecisi
         col = lambda table, system: [table[system][i] for i in ids]  # noqa: E731
         verdicts.append(verdict(col(correct, "system1"), col(correct, s.source), col(correct, s.system),
                                 col(tokens, s.source), col(tokens, s.system),
-                                labels=(s.label, label[s.source], label["system1"])))
+                                labels=(s.label, label[s.source], label["system1"]),
+                                d_answers=col(answers, s.system), golds=col(answers_gold, "system1")))
     by_entry: dict[str, list[FilterCheck]] = defaultdict(list)
     for c in checks or []:
         by_entry[c.entry].append(c)

@@ -62,23 +62,26 @@ EXPERIMENTS = {
         "the paper's System 1 is 8-shot without CoT; ours answers zero-shot with 'final number only'."),
 }
 
+# The paper's Table 1 rows; the shipped coin-flip config, the README's first run, leaves out RaR 1-step.
+RAR_ROWS = ["evaluate.systems=[system1,rar_1step,rar_2step]"]
+
 # Overrides per scale. small: every experiment at a size whose total fits ~45 minutes on 2 CPU
-# cores with the embedded model; medium: the shipped configs as they are; paper: the paper's data
-# sizes and sample counts (Sec. 4 and Appendix), for GPUs or servers and the paper's own data.
+# cores with the embedded model; medium: the shipped configs (with all of Table 1's rows); paper: the
+# paper's data sizes and sample counts (Sec. 4 and Appendix), for GPUs or servers and the paper's own data.
 SCALES: dict[str, dict[str, list[str]]] = {
     "small": {
         "rar_last_letter": ["task.train_size=24", "task.test_size=30", "evaluate.fidelity_samples=2"],
-        "rar_coin_flip": ["task.train_size=24", "task.test_size=30", "evaluate.fidelity_samples=2"],
+        "rar_coin_flip": ["task.train_size=24", "task.test_size=30", "evaluate.fidelity_samples=2", *RAR_ROWS],
         "s2a_sycophancy": ["task.train_size=12", "task.test_size=16", "generation.num_samples=3"],
         "bsm_judge": ["task.train_size=16", "task.test_size=10", "task.options.eval_size=10"],
         "cot_gsm8k": ["task.train_size=16", "task.test_size=16", "generation.num_samples=5", "generation.max_tokens=192",
                       "evaluate.max_tokens=192", "evaluate.k_votes=[1,5,10]", "evaluate.fidelity_samples=5",
                       "evaluate.systems=[system1,cot]"],
     },
-    "medium": {name: [] for name in EXPERIMENTS},
+    "medium": {name: RAR_ROWS if name == "rar_coin_flip" else [] for name in EXPERIMENTS},
     "paper": {
         "rar_last_letter": ["task.train_size=200", "task.test_size=200", "generation.num_samples=8"],
-        "rar_coin_flip": ["task.train_size=20000", "task.test_size=1333", "generation.num_samples=8"],
+        "rar_coin_flip": ["task.train_size=20000", "task.test_size=1333", "generation.num_samples=8", *RAR_ROWS],
         "s2a_sycophancy": ["task.train_size=6668", "task.test_size=400", "generation.num_samples=20"],
         "bsm_judge": ["task.train_size=19672", "task.test_size=273", "task.options.eval_size=200",
                       "method_options.bsm.max_criteria=5", "task.options.max_chars=100000"],

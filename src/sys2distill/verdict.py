@@ -15,6 +15,8 @@ how many paired items would make the observed gap clear.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pydantic import BaseModel
 
 from sys2distill.stats import PairedDifference, items_needed, paired_bootstrap, paired_difference
@@ -61,7 +63,13 @@ class Verdict(BaseModel):
     token_ratio_ci: tuple[float, float] | None
     system2_tokens: float
     distilled_tokens: float
+    # (answer, share of the test items the distilled model gives it, accuracy of always giving it): set when
+    # one answer covers at least ONE_ANSWER_SHARE of the items, a model that learnt a label, not a skill
+    one_answer: tuple[str, float, float] | None = None
     sentence: str
+
+
+ONE_ANSWER_SHARE = 0.9
 
 
 def _pct(x: float) -> str:
@@ -69,8 +77,13 @@ def _pct(x: float) -> str:
 
 
 def verdict(s1: list[bool], s2: list[bool], d: list[bool], s2_tokens: list[float], d_tokens: list[float], *,
-            labels: tuple[str, str, str]) -> Verdict:
-    """``labels`` = (distilled, System 2, System 1); the lists are aligned on the same test items."""
+            labels: tuple[str, str, str], d_answers: list[str | None] | None = None,
+            golds: list[str | None] | None = None) -> Verdict:
+    """``labels`` = (distilled, System 2, System 1); the lists are aligned on the same test items.
+
+    ``d_answers`` and ``golds`` (normalised) let the sentence say when the distilled model gives one
+    answer to nearly every item, and what always giving that answer would score.
+    """
     n = len(s1)
     if not (n and len(s2) == len(d) == len(s2_tokens) == len(d_tokens) == n):
         raise ValueError("verdict needs equally long, non-empty per-item lists")
@@ -88,9 +101,15 @@ def verdict(s1: list[bool], s2: list[bool], d: list[bool], s2_tokens: list[float
     ratio = td / t2 if t2 > 0 else None
     ratio_ci = paired_bootstrap(lambda a, b: b / a if a > 0 else None, [s2_tokens, d_tokens]) if t2 > 0 else None
     accuracy = {system1: sum(s1) / n, system2: sum(s2) / n, distilled: sum(d) / n}
+    one_answer = None
+    if d_answers and golds:
+        answer, count = Counter(d_answers).most_common(1)[0]
+        if answer is not None and count >= ONE_ANSWER_SHARE * n:
+            one_answer = (answer, count / n, sum(g == answer for g in golds) / n)
     v = Verdict(distilled=distilled, system2=system2, system1=system1, n=n, accuracy=accuracy, gap=gap,
                 distilled_gain=gain, recovered=recovered, recovered_ci=recovered_ci, items_needed=needed,
-                token_ratio=ratio, token_ratio_ci=ratio_ci, system2_tokens=t2, distilled_tokens=td, sentence="")
+                token_ratio=ratio, token_ratio_ci=ratio_ci, system2_tokens=t2, distilled_tokens=td,
+                one_answer=one_answer, sentence="")
     v.sentence = sentence(v)
     return v
 
@@ -105,14 +124,19 @@ def sentence(v: Verdict) -> str:
         cost = (f"at {_pct(v.token_ratio)} ({_pct(lo)}–{_pct(hi)}) of {v.system2}'s tokens "
                 f"({v.distilled_tokens:.1f} vs {v.system2_tokens:.1f} per answer)")
     gain = f"{v.distilled} vs {v.system1}: {v.distilled_gain.points()}"
+    caveat = ""
+    if v.one_answer:
+        answer, share, constant = v.one_answer
+        caveat = (f" Caution: {v.distilled} answers “{answer}” to {_pct(share)} of the items, and always answering "
+                  f"“{answer}” scores {100 * constant:.1f}%: it learnt the filter's commonest answer, not the method.")
     if v.recovered is not None:
         interval = (f"95% CI {_pct(v.recovered_ci[0])}–{_pct(v.recovered_ci[1])}" if v.recovered_ci
                     else "interval undefined: the gap vanishes in too many resamples")
         return (f"{v.distilled} recovers {_pct(v.recovered)} ({interval}) of {v.system2}'s gain over {v.system1} "
-                f"({v.gap.points()}) {cost}, on {v.n} test items ({accs}).")
+                f"({v.gap.points()}) {cost}, on {v.n} test items ({accs})." + caveat)
     if v.gap.diff <= 0:
         return (f"{v.system2} is not more accurate than {v.system1} on these {v.n} test items ({v.gap.points()}), so "
-                f"there is no System 2 gain to distil; {gain}, {cost}.")
+                f"there is no System 2 gain to distil; {gain}, {cost}." + caveat)
     return (f"{v.system2}'s gain over {v.system1} ({v.gap.points()}) is not clear of zero on {v.n} test items, so the "
             f"share of it that distillation keeps cannot be measured here (about {v.items_needed} paired items would "
-            f"be needed at this gap); {gain}, {cost}.")
+            f"be needed at this gap); {gain}, {cost}." + caveat)
