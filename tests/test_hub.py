@@ -40,7 +40,7 @@ def test_a_trained_run_has_cards_that_the_hub_library_reads(tmp_path, embedded_t
     assert card.data.model_name == "SmolLM2-135M-Instruct-sys2distill-rar_2step"
     assert "| System 2 method | `rar_2step` (RaR 2-step): 2 samples per unlabeled input" in card.text
     assert "| distillation data | 4 of 4 unlabeled inputs kept" in card.text
-    assert "learning rate 1e-05, 2 steps, batch size 2 × 1 accumulation × 1 processes" in card.text
+    assert "learning rate 0.0001, 2 steps, batch size 2 × 1 accumulation × 1 processes" in card.text
     assert "Not evaluated yet" in card.text and BIBTEX in card.text and CITATION in card.text
     # The checkpoint's config names the distilled model, not the GGUF's "Smollm2 135M 8k Lc100K Mix1 Ep2".
     assert json.loads((checkpoint / "config.json").read_text())["_model_name_or_path"] == card.data.model_name

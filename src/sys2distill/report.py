@@ -258,8 +258,11 @@ def markdown(results: Results, level: int = 1, assets: str = "") -> str:
                      + "".join(f"{_group_cell(s, g)} | " for g in groups)
                      + f"{s.mean_tokens:.1f} | {pct(s.fidelity)} | {_paper(paper.get(s.system))} |")
     n = results.scores[0].n if results.scores else 0
+    fidelity_n = results.config.get("evaluate", {}).get("fidelity_samples")
+    system2_answer = ("greedy answer" if fidelity_n == 0 else
+                      f"majority answer over {fidelity_n} samples" if fidelity_n else "majority answer")
     lines += ["", f"Test items: {n}; greedy answers; 95% Wilson intervals. #tokens = mean generated tokens per answer, "
-              "intermediate steps included. Fidelity = how often the distilled answer equals System 2's majority answer "
+              f"intermediate steps included. Fidelity = how often the distilled answer equals System 2's {system2_answer} "
               "on the test input." + (" % inconsistent = share of test pairs whose verdict changes when the two responses "
                                       "swap places." if paired else ""),
               f"Extraction rule ({results.task} v{results.task_version}): {results.extraction_rule}"]

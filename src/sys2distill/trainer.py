@@ -98,7 +98,7 @@ SHORTCUTS = {"learning_rate": "learning_rate", "epochs": "num_train_epochs", "ma
              "seed": "seed", "report_to": "report_to", "group_by_length": "train_sampling_strategy"}
 # SFTConfig fields sys2distill owns: the run folder's layout depends on them.
 RESERVED = {"output_dir": "the checkpoint is written to <run_dir>/train/<entry>"}
-# transformers' deprecated aliases: a user's alias replaces our default for the current name.
+# SFTConfig fields transformers renamed (old: new): a user's value under either name replaces our default.
 ALIASES = {"gradient_checkpointing": "activation_checkpointing"}
 
 
@@ -149,16 +149,19 @@ def sft_arguments(cfg: TrainConfig, output_dir: Path, run_name: str | None = Non
         use_cpu=not cuda,  # also what makes torchrun on CPUs data-parallel (gloo) instead of N copies
         bf16=cuda and torch.cuda.is_bf16_supported(),  # TRL defaults it on, even on CPU (slow there)
         fp16=False,
-        activation_checkpointing=False,  # TRL turns it on; small models are compute-bound (transformers 5.23 name)
         logging_steps=1,
         save_strategy="no",  # only the final model is saved, by ``train``
         report_to=cfg.report_to,
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
     )
+    # TRL turns checkpointing on; small models are compute-bound. transformers 5.23 renamed the field.
+    args["activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"] = False
     for alias, name in ALIASES.items():
         if alias in cfg.sft_args:
-            del args[name]
+            args.pop(name, None)
+        if name in cfg.sft_args:
+            args.pop(alias, None)
     return {**args, **extra}
 
 
