@@ -71,7 +71,8 @@ the unlabeled train inputs at seed 7 with their labels; never a test item. bf16 
 Greedy answers use the shipped config's `evaluate.max_tokens`; the filter's samples its `generation`
 settings (temperature, top-p, max tokens per step), N = 16, of which the first 8 give the N = 8 rows.
 Intervals: Wilson (accuracy), Newcombe paired (differences); McNemar exact p. "clear" = the
-difference's 95% interval is above zero."""
+difference's 95% interval is above zero. The filter table's last column is what one fixed answer
+would score on the kept items: on a yes/no task a precision near it (or near 50%) is no signal."""
 
 
 def model_path(name: str) -> str:
@@ -150,8 +151,11 @@ def _read(path: Path, task, items: dict) -> dict[str, list]:
 
 def analyze() -> None:
     """bench/demo_study.md: every table from the traces on disk, scored with the tasks' current rules."""
+    from collections import Counter
+
     from sys2distill.filters.majority import majority_vote
     from sys2distill.stats import accuracy_interval, paired_difference
+    from sys2distill.tasks.base import normalize
 
     def ci(k, n):
         lo, hi = accuracy_interval(k, n)
@@ -204,15 +208,17 @@ def analyze() -> None:
                             if winner is not None and share >= threshold:
                                 kept[i] = task.correct(winner, items[i])
                         if not kept:
-                            filter_lines.append(f"| {name} | {method} | {n_samples} | {threshold} | 0/{len(ids)} | — | — | — |")
+                            filter_lines.append(f"| {name} | {method} | {n_samples} | {threshold} | 0/{len(ids)} | — | — | — | — |")
                             continue
                         k = sum(kept.values())
                         d = paired_difference([kept[i] for i in kept], [s1[i] for i in kept])
                         mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
+                        # What one fixed answer would score on the kept items: a yes/no filter at 50% is a coin.
+                        gold, count = Counter(normalize(items[i].answer) for i in kept).most_common(1)[0]
                         filter_lines.append(
                             f"| {name} | {method} | {n_samples} | {threshold} | {len(kept)}/{len(ids)} | {ci(k, len(kept))} "
                             f"| {ci(sum(s1[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
-                            f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} |")
+                            f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | “{gold}” {100 * count / len(kept):.0f}% |")
             if (folder / "timings.json").exists():
                 t = json.loads((folder / "timings.json").read_text())
                 time_lines.append(f"| {name} | {sum(v['seconds'] for v in t.values()) / 60:.1f} | "
@@ -223,8 +229,8 @@ def analyze() -> None:
         if filter_lines:
             lines += ["\n### Majority filter: precision of kept answers vs greedy System 1 on the same items\n",
                       "| setting | sampled method | N | min_agreement | kept | kept answers right (95% CI) "
-                      "| greedy System 1 right on those items | Δ, points (95% CI) |",
-                      "|---|---|---|---|---|---|---|---|", *filter_lines]
+                      "| greedy System 1 right on those items | Δ, points (95% CI) | commonest gold answer on those items |",
+                      "|---|---|---|---|---|---|---|---|---|", *filter_lines]
         lines += ["\n### Wall time and peak memory of the generation\n", "| setting | minutes | peak RSS (GiB) |",
                   "|---|---|---|", *time_lines]
     (ROOT / "bench" / "demo_study.md").write_text("\n".join(lines) + "\n")
