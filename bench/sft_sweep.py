@@ -25,6 +25,7 @@ import argparse
 import json
 import random
 import statistics
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +71,6 @@ def main() -> None:
     greedy = SamplingParams(n=1, temperature=0.0, max_tokens=cfg.evaluate.max_tokens)
     print(f"{entry}: {len(records)} kept inputs -> {len(fit)} to train on, {len(dev)} held out; "
           f"held-out targets average {target_tokens:.1f} tokens (median {target_median})")
-    from collections import Counter
-
     common, _ = Counter(r.metadata["answer"] for r in fit).most_common(1)[0]
     agree = sum(r.metadata["answer"] == common for r in dev)
     lo, hi = accuracy_interval(agree, len(dev))
