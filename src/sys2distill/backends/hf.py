@@ -273,9 +273,8 @@ class HFBackend:
         from sys2distill.models import load_model_and_tokenizer, model_identity
 
         self.model_id = model_identity(model)
-        if loaded is None:
-            self.dtype = resolve_dtype(dtype, device)  # before loading: a dtype the CPU lacks fails at once
-            loaded = load_model_and_tokenizer(model, self.dtype, device)
+        if loaded is None:  # resolved before loading: a dtype the CPU lacks fails at once
+            loaded = load_model_and_tokenizer(model, resolve_dtype(dtype, device), device)
         self.model, self.tokenizer = loaded
         self.dtype = str(self.model.dtype).removeprefix("torch.")  # what it computes in (an in-process model's own)
         self.batch_size = batch_size
