@@ -375,14 +375,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
         if not p.is_file() and (CONFIG_DIR / f"{path}.yaml").is_file():
             p = CONFIG_DIR / f"{path}.yaml"  # a shipped config by name: `sys2distill run rar_last_letter`
         if not p.is_file():
-            raise UserError(f"config file not found: {p}: pass a YAML file such as configs/rar_last_letter.yaml "
+            raise UserError(f"config file not found: {p}: pass a YAML file such as configs/rar_coin_flip.yaml "
                             f"or a shipped config's name ({', '.join(shipped_configs())})")
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise UserError(f"config {p} is not valid YAML at {_yaml_problem(e)}: fix it there") from None
         except UnicodeDecodeError:
-            raise UserError(f"config {p} is not UTF-8 text: pass a YAML file such as configs/rar_last_letter.yaml") from None
+            raise UserError(f"config {p} is not UTF-8 text: pass a YAML file such as configs/rar_coin_flip.yaml") from None
         if not isinstance(data, dict):
             raise UserError(f"config {p} must be a YAML mapping of keys to values")
     base = p.parent if path is not None else Path.cwd()
