@@ -108,7 +108,7 @@ class VLLMBackend:
                   "seed": 0}  # vLLM's generator for unseeded requests; ours always carry a seed
         if self.device == "cpu":
             engine["enable_chunked_prefill"] = False  # seeded requests need whole prefills (module docstring)
-            # Compiling the model (vLLM's default) took 3× as long to start and decoded no faster (bench/README.md).
+            # Compiling the model (vLLM's default) started far slower and decoded no faster (bench/README.md).
             engine["enforce_eager"] = True
             if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                 engine["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
