@@ -269,3 +269,10 @@ def test_last_letter_non_ascii_gold_scores():
     task = LastLetter(source="rar", num_words=4, test_size=1000)
     item = next(e for e in task.load("test") if "José" in e.question)
     assert item.answer == "léon" and task.is_correct(task.extract_answer("The answer is LÉON."), item.answer)
+
+
+@pytest.mark.parametrize("task", [CoinFlip(), LastLetter()], ids=["coin_flip", "last_letter"])
+@pytest.mark.parametrize("text", ["Let me think. So the answer is ", "Final answer: \t", "The answer is \x1c"])
+def test_output_cut_off_after_the_answer_marker_is_no_answer(task, text):
+    # A sample stopped by max_tokens right after "The answer is " names no answer (it used to raise).
+    assert task.extract_answer(text) is None

@@ -21,11 +21,11 @@ ANSWER_MARKER = re.compile(
 
 
 def after_last_marker(text: str) -> str | None:
-    """The text after the last "answer is"/"Final answer:" phrase, first line only; None if absent."""
+    """The text after the last "answer is"/"Final answer:" phrase, first line only; None if absent
+    or if nothing but spaces follows it (an output cut off right after "The answer is ")."""
     hits = list(ANSWER_MARKER.finditer(text))
-    if not hits:
-        return None
-    return hits[-1].group(1).strip().splitlines()[0]
+    lines = hits[-1].group(1).strip().splitlines() if hits else []
+    return lines[0] if lines else None
 
 
 def normalize(text: str) -> str:
