@@ -3,6 +3,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sys2distill.errors import UserError
 from sys2distill.tasks import REGISTRY
@@ -276,3 +278,30 @@ def test_last_letter_non_ascii_gold_scores():
 def test_output_cut_off_after_the_answer_marker_is_no_answer(task, text):
     # A sample stopped by max_tokens right after "The answer is " names no answer (it used to raise).
     assert task.extract_answer(text) is None
+
+
+def _every_rule():
+    from sys2distill.tasks.dataset import ANSWER_TYPES, DatasetTask
+
+    rules = [cls() for name, cls in REGISTRY.items() if name != "dataset"]
+    rules += [DatasetTask(path="rows.jsonl", answer_type=t, choices=["yes", "no", "maybe"], pattern=r"(\d+)",
+                          responses=["a", "b"]) for t in ANSWER_TYPES]
+    return rules
+
+
+# Pieces of real outputs: answer markers, verdicts, numbers, and the whitespace and control characters
+# that str.strip and str.splitlines treat differently from the regex engine.
+FRAGMENTS = ["The answer is", "Final answer:", "answer (Yes or No) is", "FINAL:", "[[A]]", "[[C]]", "Response 2",
+             "yes", "No.", "42", "-3.5", "1,000", "$", "**", ".", " ", "\n", "\t", "\x1c", "\u2028", "\x85", "é"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=6)), max_size=12))
+def test_no_answer_rule_raises_on_any_output(pieces):
+    text = "".join(pieces)
+    for task in RULES:
+        answer = task.extract_answer(text)
+        assert answer is None or isinstance(answer, str), (task.name, text, answer)
+
+
+RULES = _every_rule()
