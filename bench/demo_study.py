@@ -8,7 +8,8 @@ For each model and each setting (the shipped experiments and simple variants), o
 - N = 16 sampled answers of System 1 and of the setting's System 2 methods: the majority filter's
   precision (kept answers that are right) and yield at min_agreement 0.5 / 0.75 and N = 8 / 16,
   set against greedy System 1 accuracy — the self-consistency effect that the paper's
-  "Distill System 1" rows and every distilled model rest on.
+  "Distill System 1" rows and every distilled model rest on (USC for free-form answers, the
+  order-swap filter for the judge).
 
 Traces are written as the pipeline writes them (resumable JSONL, one file per method) and scored
 afterwards with the tasks' current answer rules, so a rule fix rescores without regenerating.
@@ -58,7 +59,8 @@ SETTINGS = {
     **{f"last_letter_w{k}": _letters(k) for k in (1, 2, 3, 4)},
     **{f"coin_flip_p{k}": _coins(k) for k in (1, 2, 3, 4)},
     "gsm8k": Setting("cot_gsm8k", [], ["system1", "cot", "cot_fewshot"], ["system1", "cot"]),
-    "sycophancy": Setting("s2a_sycophancy", [], ["system1", "s2a"], [], size=152),  # 38 questions × 4 templates
+    # 38 questions × 4 templates; free-form answers, so its filter is the config's USC, not a vote
+    "sycophancy": Setting("s2a_sycophancy", [], ["system1", "s2a"], ["system1", "s2a"], size=152),
     "bsm_judge": Setting("bsm_judge", ["task.options.eval_sets=[]"], ["system1", "cot", "bsm"], [], size=150),
 }
 SAMPLES = 16
@@ -72,7 +74,10 @@ Greedy answers use the shipped config's `evaluate.max_tokens`; the filter's samp
 settings (temperature, top-p, max tokens per step), N = 16, of which the first 8 give the N = 8 rows.
 Intervals: Wilson (accuracy), Newcombe paired (differences); McNemar exact p. "clear" = the
 difference's 95% interval is above zero. The filter table's last column is what one fixed answer
-would score on the kept items: on a yes/no task a precision near it (or near 50%) is no signal."""
+would score on the kept items: on a yes/no task a precision near it (or near 50%) is no signal.
+Free-form answers (sycophancy) cannot be voted on: their filter is the shipped config's USC over the
+first 8 / 16 samples. The judge (bsm_judge: 150 HH-RLHF pairs, each shown in both orders, 300 items)
+is filtered as the paper does, by order-swap consistency, here on greedy verdicts."""
 
 
 def model_path(name: str) -> str:
@@ -122,6 +127,19 @@ def generate(model_name: str, only: list[str] | None, samples: bool) -> None:
             params = replace(p.sampling(), n=SAMPLES)
             timed(folder, f"samples_{method}", lambda m=method: run_method(
                 p.method(m), items, backend, params, folder / f"samples_{m}.jsonl", 256, desc=f"{name} {m} ×{SAMPLES}"))
+            if p.cfg.filter.name == "usc":
+                for n in (8, SAMPLES):
+                    timed(folder, f"usc_{method}_{n}", lambda m=method, n=n: usc(p, items, folder, m, n))
+
+
+def usc(p, items: list, folder: Path, method: str, n: int) -> None:
+    """The config's USC filter (Sec. 4.2) over each item's first ``n`` samples, saved as its decisions."""
+    from sys2distill.generation import load_traces
+    from sys2distill.records import write_jsonl
+
+    traces = {i: sorted(ts, key=lambda t: t.sample)[:n] for i, ts in load_traces(folder / f"samples_{method}.jsonl").items()}
+    decisions = p.make_filter(p.cfg.distill.specs[0]).apply(items, traces, p.backend())
+    write_jsonl(folder / f"usc_{method}_{n}.jsonl", decisions)
 
 
 def timed(folder: Path, key: str, fn) -> None:
@@ -154,16 +172,12 @@ def analyze() -> None:
     from collections import Counter
 
     from sys2distill.filters.majority import majority_vote
-    from sys2distill.stats import accuracy_interval, paired_difference
+    from sys2distill.stats import paired_difference
     from sys2distill.tasks.base import normalize
-
-    def ci(k, n):
-        lo, hi = accuracy_interval(k, n)
-        return f"{100 * k / n:.1f}% ({100 * lo:.0f}–{100 * hi:.0f})"
 
     lines = [HEADER]
     for model in sorted(p.name for p in OUT.iterdir() if p.is_dir()):
-        greedy_lines, filter_lines, time_lines = [], [], []
+        greedy_lines, filter_lines, judge_lines, time_lines = [], [], [], []
         for name, setting in SETTINGS.items():
             folder = OUT / model / name
             if not (folder / "greedy_system1.jsonl").exists():
@@ -190,10 +204,21 @@ def analyze() -> None:
                     mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
                     delta = (f"{100 * d.diff:+.1f} ({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | "
                              f"{d.p_value:.2g}")
-                greedy_lines.append(f"| {name} | {method} | {ci(k, n)} | {delta or '— | —'} | {100 * none:.0f}% | {tokens:.0f} |")
+                greedy_lines.append(f"| {name} | {method} | {_ci(k, n)} | {delta or '— | —'} | {100 * none:.0f}% | {tokens:.0f} |")
+                if task.name == "pairwise_judge":
+                    verdicts = {i: got[i][0][0] for i in ids}
+                    judge_lines.append(_judge_row(name, method, list(items.values()), verdicts, right[method], ids))
+                    if method != "system1":
+                        filter_lines.append(_order_swap_row(name, method, list(items.values()), verdicts, task,
+                                                            dict(zip(ids, right["system1"]))))
             for method in setting.sampled:
                 path = folder / f"samples_{method}.jsonl"
                 if not path.exists() or "system1" not in right:
+                    continue
+                if p.cfg.filter.name == "usc":
+                    filter_lines += [_usc_row(name, method, n, folder / f"usc_{method}_{n}.jsonl", task, items,
+                                              dict(zip(sorted(items), right["system1"])))
+                                     for n in (8, SAMPLES) if (folder / f"usc_{method}_{n}.jsonl").exists()]
                     continue
                 got = _read(path, task, items)
                 if any(len(got.get(i, [])) < SAMPLES for i in items):
@@ -216,8 +241,8 @@ def analyze() -> None:
                         # What one fixed answer would score on the kept items: a yes/no filter at 50% is a coin.
                         gold, count = Counter(normalize(items[i].answer) for i in kept).most_common(1)[0]
                         filter_lines.append(
-                            f"| {name} | {method} | {n_samples} | {threshold} | {len(kept)}/{len(ids)} | {ci(k, len(kept))} "
-                            f"| {ci(sum(s1[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
+                            f"| {name} | {method} | {n_samples} | {threshold} | {len(kept)}/{len(ids)} | {_ci(k, len(kept))} "
+                            f"| {_ci(sum(s1[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
                             f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | “{gold}” {100 * count / len(kept):.0f}% |")
             if (folder / "timings.json").exists():
                 t = json.loads((folder / "timings.json").read_text())
@@ -226,6 +251,10 @@ def analyze() -> None:
         lines += [f"\n## {MODELS.get(model, model)}\n", "### System 1 vs each System 2 method (greedy, dev items)\n",
                   "| setting | method | accuracy (95% CI) | Δ vs System 1, points (95% CI) | McNemar p | no answer | mean tokens |",
                   "|---|---|---|---|---|---|---|", *greedy_lines]
+        if judge_lines:
+            lines += ["\n### Judges: agreement with the human label and order-swap consistency (greedy, dev pairs)\n",
+                      "| setting | method | human agreement over both orders (95% CI) | pairs whose verdict flips on swap (95% CI) |",
+                      "|---|---|---|---|", *judge_lines]
         if filter_lines:
             lines += ["\n### Majority filter: precision of kept answers vs greedy System 1 on the same items\n",
                       "| setting | sampled method | N | min_agreement | kept | kept answers right (95% CI) "
@@ -235,6 +264,63 @@ def analyze() -> None:
                   "|---|---|---|", *time_lines]
     (ROOT / "bench" / "demo_study.md").write_text("\n".join(lines) + "\n")
     print(ROOT / "bench" / "demo_study.md")
+
+
+def _ci(k: int, n: int) -> str:
+    from sys2distill.stats import accuracy_interval
+
+    lo, hi = accuracy_interval(k, n)
+    return f"{100 * k / n:.1f}% ({100 * lo:.0f}–{100 * hi:.0f})"
+
+
+def _judge_row(name: str, method: str, examples: list, verdicts: dict, right: list[bool], ids: list[str]) -> str:
+    """The paper's two judge columns (Table 3): human agreement and % inconsistent under the swap."""
+    from sys2distill.tasks.pairwise_judge import inconsistent_pairs
+
+    flips = inconsistent_pairs(examples, verdicts)
+    return (f"| {name} | {method} | {_ci(sum(right), len(ids))} | "
+            f"{_ci(sum(flips.values()), len(flips))} of {len(flips)} |")
+
+
+def _usc_row(name: str, method: str, n: int, path: Path, task, items: dict, s1_right: dict) -> str:
+    """USC's kept answers (it composes one per input; a fallback vote may drop some) against greedy System 1."""
+    from sys2distill.records import FilterDecision, read_records
+    from sys2distill.stats import paired_difference
+
+    kept = {d.example_id: task.correct(d.answer, items[d.example_id])
+            for d in read_records(path, FilterDecision) if d.kept and d.example_id in items}
+    if not kept:
+        return f"| {name} | {method} | {n} | USC | 0/{len(items)} | — | — | — | — |"
+    d = paired_difference([kept[i] for i in kept], [s1_right[i] for i in kept])
+    mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
+    return (f"| {name} | {method} | {n} | USC | {len(kept)}/{len(items)} | {_ci(sum(kept.values()), len(kept))} "
+            f"| {_ci(sum(s1_right[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
+            f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | free-form |")
+
+
+def _order_swap_row(name: str, method: str, examples: list, verdicts: dict, task, s1_right: dict) -> str:
+    """The judge's filter (Sec. 4.3) on greedy verdicts: keep both orders of a pair when they name the
+    same response (ties dropped, as the shipped filter does), against greedy System 1 on those items."""
+    from collections import Counter
+
+    from sys2distill.stats import paired_difference
+    from sys2distill.tasks.base import normalize
+    from sys2distill.tasks.pairwise_judge import preferred, swapped_partners
+
+    by_id, kept = {ex.id: ex for ex in examples}, {}
+    for i, partner in swapped_partners(examples).items():
+        pick = preferred(by_id[i].metadata["order"], verdicts[i])
+        if partner and pick not in (None, "tie") and pick == preferred(partner.metadata["order"], verdicts[partner.id]):
+            kept[i] = task.correct(verdicts[i], by_id[i])
+    label = f"{method} (greedy, both orders)"
+    if not kept:
+        return f"| {name} | {label} | 1 | order swap | 0/{len(examples)} | — | — | — | — |"
+    d = paired_difference([kept[i] for i in kept], [s1_right[i] for i in kept])
+    mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
+    gold, count = Counter(normalize(by_id[i].answer) for i in kept).most_common(1)[0]
+    return (f"| {name} | {label} | 1 | order swap | {len(kept)}/{len(examples)} | {_ci(sum(kept.values()), len(kept))} "
+            f"| {_ci(sum(s1_right[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
+            f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | “{gold}” {100 * count / len(kept):.0f}% |")
 
 
 def main() -> None:
