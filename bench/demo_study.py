@@ -107,7 +107,7 @@ def dev_items(p):
     return items
 
 
-def generate(model_name: str, only: list[str] | None, samples: bool) -> None:
+def generate(model_name: str, only: list[str] | None, samples: bool, sampled: list[str] | None = None) -> None:
     from sys2distill.backends.base import SamplingParams
     from sys2distill.generation import run_method
 
@@ -123,7 +123,7 @@ def generate(model_name: str, only: list[str] | None, samples: bool) -> None:
         for method in setting.greedy:
             timed(folder, f"greedy_{method}", lambda m=method: run_method(
                 p.method(m), items, backend, greedy, folder / f"greedy_{m}.jsonl", 256, desc=f"{name} {m} greedy"))
-        for method in setting.sampled if samples else []:
+        for method in [m for m in setting.sampled if not sampled or m in sampled] if samples else []:
             params = replace(p.sampling(), n=SAMPLES)
             timed(folder, f"samples_{method}", lambda m=method: run_method(
                 p.method(m), items, backend, params, folder / f"samples_{m}.jsonl", 256, desc=f"{name} {m} ×{SAMPLES}"))
@@ -329,9 +329,11 @@ def main() -> None:
     ap.add_argument("--model", default="embedded", help="embedded or qwen")
     ap.add_argument("--only", help="comma-separated settings: " + ", ".join(SETTINGS))
     ap.add_argument("--no-samples", action="store_true", help="greedy only (no filter precision)")
+    ap.add_argument("--sampled", help="comma-separated subset of the sampled methods, e.g. cot")
     args = ap.parse_args()
     if args.command == "generate":
-        generate(args.model, args.only.split(",") if args.only else None, not args.no_samples)
+        generate(args.model, args.only.split(",") if args.only else None, not args.no_samples,
+                 args.sampled.split(",") if args.sampled else None)
     else:
         analyze()
 

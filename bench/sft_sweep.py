@@ -13,7 +13,7 @@ scores each by
 - its answers' spread (the most common answer's share): a model that learnt one answer for every
   input scores exactly the "constant" row, the fit targets' most common answer given to every
   held-out input, which the table prints first;
-- wall time of training.
+- wall time of training, and the process's peak memory after each row.
 
     python bench/sft_sweep.py CONFIG [key=value ...] [--entry rar_2step] [--dev-share 0.3]
         [--grid full:1e-5:3 full:1e-4:3 lora:1e-3:3 ...]
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -99,11 +100,14 @@ def main() -> None:
         top_share = Counter(normalize(a) if a is not None else None for a in answers).most_common(1)[0][1] / len(dev)
         rows.append({"setting": cand, "agreement": agree / len(dev), "ci": [lo, hi], "tokens": tokens,
                      "length_ratio": tokens / target_tokens, "train_seconds": seconds, "steps": steps,
-                     "no_answer": sum(a is None for a in answers) / len(dev), "top_answer_share": top_share})
+                     "no_answer": sum(a is None for a in answers) / len(dev), "top_answer_share": top_share,
+                     # the process's peak so far: rows run in order, so a row's own peak is at most this
+                     "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)})
         print(f"{cand:14s} agreement {agree}/{len(dev)} = {100 * agree / len(dev):.1f}% ({100 * lo:.0f}–{100 * hi:.0f}) "
               f"tokens {tokens:.1f} (x{tokens / target_tokens:.2f} of target) no answer {rows[-1]['no_answer']:.0%} "
               f"top answer {top_share:.0%} "
-              f"train {seconds if seconds is not None else '-'} s / {steps if steps is not None else '-'} steps", flush=True)
+              f"train {seconds if seconds is not None else '-'} s / {steps if steps is not None else '-'} steps "
+              f"peak RSS so far {rows[-1]['peak_rss_gib']} GiB", flush=True)
     (out / "sweep.json").write_text(json.dumps({"config": cfg.model_dump(), "entry": entry, "fit": len(fit), "dev": len(dev),
                                                 "target_tokens": target_tokens, "target_median_tokens": target_median, "rows": rows}, indent=1))
 
