@@ -169,11 +169,8 @@ def _read(path: Path, task, items: dict) -> dict[str, list]:
 
 def analyze() -> None:
     """bench/demo_study.md: every table from the traces on disk, scored with the tasks' current rules."""
-    from collections import Counter
-
     from sys2distill.filters.majority import majority_vote
     from sys2distill.stats import paired_difference
-    from sys2distill.tasks.base import normalize
 
     lines = [HEADER]
     for model in sorted(p.name for p in OUT.iterdir() if p.is_dir()):
@@ -232,18 +229,7 @@ def analyze() -> None:
                             winner, _, share = majority_vote([a for a, _ in got[i][:n_samples]])
                             if winner is not None and share >= threshold:
                                 kept[i] = task.correct(winner, items[i])
-                        if not kept:
-                            filter_lines.append(f"| {name} | {method} | {n_samples} | {threshold} | 0/{len(ids)} | — | — | — | — |")
-                            continue
-                        k = sum(kept.values())
-                        d = paired_difference([kept[i] for i in kept], [s1[i] for i in kept])
-                        mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
-                        # What one fixed answer would score on the kept items: a yes/no filter at 50% is a coin.
-                        gold, count = Counter(normalize(items[i].answer) for i in kept).most_common(1)[0]
-                        filter_lines.append(
-                            f"| {name} | {method} | {n_samples} | {threshold} | {len(kept)}/{len(ids)} | {_ci(k, len(kept))} "
-                            f"| {_ci(sum(s1[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
-                            f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | “{gold}” {100 * count / len(kept):.0f}% |")
+                        filter_lines.append(_filter_row(name, method, n_samples, threshold, kept, items, s1))
             if (folder / "timings.json").exists():
                 t = json.loads((folder / "timings.json").read_text())
                 time_lines.append(f"| {name} | {sum(v['seconds'] for v in t.values()) / 60:.1f} | "
@@ -256,8 +242,8 @@ def analyze() -> None:
                       "| setting | method | human agreement over both orders (95% CI) | pairs whose verdict flips on swap (95% CI) |",
                       "|---|---|---|---|", *judge_lines]
         if filter_lines:
-            lines += ["\n### Majority filter: precision of kept answers vs greedy System 1 on the same items\n",
-                      "| setting | sampled method | N | min_agreement | kept | kept answers right (95% CI) "
+            lines += ["\n### Filters: precision of kept answers vs greedy System 1 on the same items\n",
+                      "| setting | sampled method | N | min_agreement / rule | kept | kept answers right (95% CI) "
                       "| greedy System 1 right on those items | Δ, points (95% CI) | commonest gold answer on those items |",
                       "|---|---|---|---|---|---|---|---|---|", *filter_lines]
         lines += ["\n### Wall time and peak memory of the generation\n", "| setting | minutes | peak RSS (GiB) |",
@@ -285,26 +271,15 @@ def _judge_row(name: str, method: str, examples: list, verdicts: dict, right: li
 def _usc_row(name: str, method: str, n: int, path: Path, task, items: dict, s1_right: dict) -> str:
     """USC's kept answers (it composes one per input; a fallback vote may drop some) against greedy System 1."""
     from sys2distill.records import FilterDecision, read_records
-    from sys2distill.stats import paired_difference
 
     kept = {d.example_id: task.correct(d.answer, items[d.example_id])
             for d in read_records(path, FilterDecision) if d.kept and d.example_id in items}
-    if not kept:
-        return f"| {name} | {method} | {n} | USC | 0/{len(items)} | — | — | — | — |"
-    d = paired_difference([kept[i] for i in kept], [s1_right[i] for i in kept])
-    mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
-    return (f"| {name} | {method} | {n} | USC | {len(kept)}/{len(items)} | {_ci(sum(kept.values()), len(kept))} "
-            f"| {_ci(sum(s1_right[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
-            f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | free-form |")
+    return _filter_row(name, method, n, "USC", kept, items, s1_right, free_form=True)
 
 
 def _order_swap_row(name: str, method: str, examples: list, verdicts: dict, task, s1_right: dict) -> str:
     """The judge's filter (Sec. 4.3) on greedy verdicts: keep both orders of a pair when they name the
     same response (ties dropped, as the shipped filter does), against greedy System 1 on those items."""
-    from collections import Counter
-
-    from sys2distill.stats import paired_difference
-    from sys2distill.tasks.base import normalize
     from sys2distill.tasks.pairwise_judge import preferred, swapped_partners
 
     by_id, kept = {ex.id: ex for ex in examples}, {}
@@ -312,15 +287,28 @@ def _order_swap_row(name: str, method: str, examples: list, verdicts: dict, task
         pick = preferred(by_id[i].metadata["order"], verdicts[i])
         if partner and pick not in (None, "tie") and pick == preferred(partner.metadata["order"], verdicts[partner.id]):
             kept[i] = task.correct(verdicts[i], by_id[i])
-    label = f"{method} (greedy, both orders)"
+    return _filter_row(name, f"{method} (greedy, both orders)", 1, "order swap", kept, by_id, s1_right)
+
+
+def _filter_row(name: str, method: str, n: int, rule, kept: dict[str, bool], items: dict, s1_right: dict,
+                free_form: bool = False) -> str:
+    """One row of the filter table: how many items ``rule`` kept, how many of those it got right, and
+    greedy System 1 on the same items (paired difference); last, what the commonest gold answer of
+    the kept items would score — a yes/no filter at that share is a constant, not a signal."""
+    from collections import Counter
+
+    from sys2distill.stats import paired_difference
+    from sys2distill.tasks.base import normalize
+
     if not kept:
-        return f"| {name} | {label} | 1 | order swap | 0/{len(examples)} | — | — | — | — |"
+        return f"| {name} | {method} | {n} | {rule} | 0/{len(items)} | — | — | — | — |"
     d = paired_difference([kept[i] for i in kept], [s1_right[i] for i in kept])
     mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
-    gold, count = Counter(normalize(by_id[i].answer) for i in kept).most_common(1)[0]
-    return (f"| {name} | {label} | 1 | order swap | {len(kept)}/{len(examples)} | {_ci(sum(kept.values()), len(kept))} "
+    gold, count = Counter(normalize(items[i].answer) for i in kept).most_common(1)[0]
+    constant = "free-form" if free_form else f"“{gold}” {100 * count / len(kept):.0f}%"
+    return (f"| {name} | {method} | {n} | {rule} | {len(kept)}/{len(items)} | {_ci(sum(kept.values()), len(kept))} "
             f"| {_ci(sum(s1_right[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
-            f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | “{gold}” {100 * count / len(kept):.0f}% |")
+            f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | {constant} |")
 
 
 def main() -> None:
