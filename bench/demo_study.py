@@ -208,20 +208,19 @@ def analyze() -> None:
                     if method != "system1":
                         filter_lines.append(_order_swap_row(name, method, list(items.values()), verdicts, task,
                                                             dict(zip(ids, right["system1"]))))
+            ids = sorted(items)
+            s1 = dict(zip(ids, right.get("system1", [])))  # greedy System 1 right, by item
             for method in setting.sampled:
                 path = folder / f"samples_{method}.jsonl"
-                if not path.exists() or "system1" not in right:
+                if not path.exists() or not s1:
                     continue
                 if p.cfg.filter.name == "usc":
-                    filter_lines += [_usc_row(name, method, n, folder / f"usc_{method}_{n}.jsonl", task, items,
-                                              dict(zip(sorted(items), right["system1"])))
+                    filter_lines += [_usc_row(name, method, n, folder / f"usc_{method}_{n}.jsonl", task, items, s1)
                                      for n in (8, SAMPLES) if (folder / f"usc_{method}_{n}.jsonl").exists()]
                     continue
                 got = _read(path, task, items)
                 if any(len(got.get(i, [])) < SAMPLES for i in items):
                     continue
-                ids = sorted(items)
-                s1 = dict(zip(ids, right["system1"]))
                 for n_samples in (8, 16):
                     for threshold in (0.5, 0.75):
                         kept = {}
