@@ -233,8 +233,9 @@ def test_shared_prefix_decoding_gives_the_per_row_cache_tokens(embedded_tokenize
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_tokenizer, tiny_model, dtype):
-    """MKL-packed (fp32) and oneDNN-packed (bf16) linear weights: same tokens as plain ``linear``,
-    the model's own forward restored afterwards, and a weight changed in place (training) packed again."""
+    """MKL-packed (fp32) and oneDNN-packed (bf16) linear weights, sibling projections fused or not: same
+    tokens as plain ``linear``, the model's own forward restored afterwards, and a weight changed in
+    place (training) packed again."""
     from sys2distill.backends.hf import packing_available
 
     model = tiny_model(embedded_tokenizer, initializer_range=1.0).to(dtype)
@@ -242,7 +243,8 @@ def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_
         pytest.skip(f"no packed {dtype} matmul in this torch build or on this CPU")
     packed, plain = (HFBackend(loaded=(model, embedded_tokenizer), batch_size=8) for _ in range(2))
     plain.pack_weights = False
-    packed.fused = plain.fused = False  # only the packing differs
+    packed.fused = plain.fused = False  # only the packing differs (fused projections or not)
+    packed.fuse_projections = True
     params = SamplingParams(n=3, temperature=1.0, top_p=0.9, max_tokens=10, seed=1)
 
     def texts(backend):
@@ -250,6 +252,9 @@ def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_
 
     before = texts(plain)
     assert texts(packed) == before and packed._packed
+    packed.fuse_projections = False  # each projection its own matmul: the same tokens again
+    assert texts(packed) == before
+    packed.fuse_projections = True
     # One packing serves every row count (the output layer scores only the live rows).
     from sys2distill.backends.hf import packed_linear_weights
 
@@ -260,11 +265,47 @@ def test_packed_weights_give_the_same_tokens_and_follow_weight_updates(embedded_
             expected = torch.nn.functional.linear(x, layer.weight)
             with packed_linear_weights(model, {}, 8):
                 torch.testing.assert_close(layer(x), expected)
+        # Query/key/value and gate/up run as one matmul each; every member gives its own output,
+        # also when called alone or with another input than its siblings.
+        from sys2distill.backends.hf import fusable_groups
+
+        attention = model.model.layers[0].self_attn
+        groups = fusable_groups(model)
+        assert len(groups) == 2 * len(model.model.layers) and [attention.q_proj, attention.k_proj,
+                                                                attention.v_proj] in groups
+        x, other = (torch.randn(5, 1, attention.q_proj.in_features, dtype=dtype) for _ in range(2))
+        with packed_linear_weights(model, {}, 8):
+            outputs = [attention.q_proj(x), attention.k_proj(x), attention.k_proj(other), attention.v_proj(x)]
+        for out, (proj, inp) in zip(outputs, [(attention.q_proj, x), (attention.k_proj, x),
+                                              (attention.k_proj, other), (attention.v_proj, x)]):
+            torch.testing.assert_close(out, torch.nn.functional.linear(inp, proj.weight))
     assert all("forward" not in vars(m) for m in model.modules())  # patched forwards removed
     with torch.no_grad():
         model.model.layers[0].mlp.down_proj.weight.mul_(-3.0)
     after = texts(plain)
     assert after != before and texts(packed) == after
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_projections_with_biases(embedded_tokenizer, dtype):
+    """Qwen2's query/key/value projections carry biases: fused, each still gives its own ``linear``."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from sys2distill.backends.hf import fusable_groups, packed_linear_weights, packing_available
+
+    torch.manual_seed(0)
+    config = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(embedded_tokenizer))
+    model = Qwen2ForCausalLM(config).to(dtype).eval()
+    if not packing_available(model):
+        pytest.skip(f"no packed {dtype} matmul in this torch build or on this CPU")
+    attention = model.model.layers[0].self_attn
+    assert attention.k_proj.bias is not None and len(fusable_groups(model)) == 2
+    x = torch.randn(3, 2, 32, dtype=dtype)
+    with torch.inference_mode(), packed_linear_weights(model, {}, 8):
+        outputs = [attention.q_proj(x), attention.k_proj(x), attention.v_proj(x)]
+    for out, proj in zip(outputs, (attention.q_proj, attention.k_proj, attention.v_proj)):
+        torch.testing.assert_close(out, torch.nn.functional.linear(x, proj.weight, proj.bias))
 
 
 def test_compiled_decode_attention_equals_the_eager_one_and_falls_back(monkeypatch, caplog):
@@ -355,6 +396,37 @@ def test_top_k_nucleus_sampling_equals_the_full_sort(scale):
         full = inverse_cdf_sample(top_p_filter(probs, top_p), [torch.Generator().manual_seed(i) for i in range(48)])
         fast = sample_top_p(probs, top_p, [torch.Generator().manual_seed(i) for i in range(48)], k=64)
         assert torch.equal(full, fast)
+
+
+@pytest.mark.parametrize("scale", [0.3, 2.0, 10.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sampling_from_logits_equals_the_softmax_path(scale, dtype):
+    """``sample_logits`` (log-sum-exp and block maxima in one compiled pass, probabilities of the top
+    tokens only) draws the token of the full-vocabulary nucleus draw from the softmax, with a partial
+    last block, rows whose nucleus is wider than the top k, and compiled or eager. bf16 logits tie
+    often: where the nucleus ends inside a run of equal probabilities, which of them it keeps is
+    arbitrary (the full sort and the top-k search may pick differently) — the only rows allowed to differ."""
+    from sys2distill.backends import hf
+
+    torch.manual_seed(2)
+    logits = (torch.randn(48, 49000) * scale).to(dtype)
+    logits[:4, -3] += 20.0  # a row's best token in the partial last block
+    probs = torch.softmax(logits.float() / 0.7, -1)
+    ordered = probs.sort(-1, descending=True).values
+    for compiled in (True, False):
+        summary = hf.Fused(hf._logit_summary, compile=compiled)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(hf, "logit_summary", summary)
+            for top_p in (0.5, 0.95, 1.0):
+                full = hf.inverse_cdf_sample(top_p_filter(probs, top_p), [torch.Generator().manual_seed(i) for i in range(48)])
+                fast = hf.sample_logits(logits, 0.7, top_p, [torch.Generator().manual_seed(i) for i in range(48)])
+                size = ((ordered.cumsum(-1) - ordered) <= top_p).sum(-1)  # nucleus sizes
+                last = ordered.gather(1, size.unsqueeze(1) - 1).squeeze(1)
+                after = ordered.gather(1, size.clamp(max=ordered.shape[1] - 1).unsqueeze(1)).squeeze(1)
+                tied = (last == after) & (size < ordered.shape[1])
+                assert torch.equal(full[~tied], fast[~tied])
+                assert dtype == torch.bfloat16 or not tied.any()
+        assert not summary.failed
 
 
 @pytest.mark.parametrize("width", [49152, 49000, 3000])

@@ -7,8 +7,9 @@ concatenation), and finished rows leave the cache once a quarter of it has finis
 only the live rows go through the model with the shared prompt cache, and through the output
 layer with a per-row cache): the live rows past the new end move into the finished
 rows' places in the cache, so a compaction copies at most a quarter of the rows. On CPUs the
-linear layers run on weights packed once (MKL's sgemm in fp32, oneDNN in bf16), and in bf16 each
-decoding step's attention is one kernel compiled by inductor (``fused.py``). Batches are bounded in
+linear layers run on weights packed once (MKL's sgemm in fp32, oneDNN in bf16), projections of the
+same input as one matmul; in bf16 each decoding step's attention is one kernel compiled by inductor
+(``fused.py``) and the sampling head reads the logits in one compiled pass. Batches are bounded in
 rows and in KV cache positions. Measurements: ``bench/README.md`` (sampling throughput, bf16 decoding).
 """
 
@@ -23,6 +24,7 @@ import torch
 
 from sys2distill.backends import register_backend
 from sys2distill.backends.base import Messages, SamplingParams
+from sys2distill.backends.fused import Fused
 from sys2distill.backends.shared_prefix import SharedPrefixCache, decoding_with_shared_prefix, reserved_cache
 from sys2distill.errors import UserError
 from sys2distill.records import Completion
@@ -122,8 +124,26 @@ def packing_available(model) -> bool:
     return mkl_packing_available(model) or mkldnn_packing_available(model)
 
 
+# Sibling projections that read the same input: one matmul of their stacked weights instead of
+# two or three (Llama/Qwen2/Mistral attention and gated MLPs).
+FUSED_PROJECTIONS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def fusable_groups(model) -> list[list[torch.nn.Linear]]:
+    """Groups of plain ``nn.Linear`` siblings named in :data:`FUSED_PROJECTIONS`, with the same input
+    size and either all or none with a bias."""
+    groups = []
+    for parent in model.modules():
+        for names in FUSED_PROJECTIONS:
+            members = [getattr(parent, name, None) for name in names]
+            if all(type(m) is torch.nn.Linear for m in members) \
+                    and len({(m.in_features, m.bias is None) for m in members}) == 1:
+                groups.append(members)
+    return groups
+
+
 @contextmanager
-def packed_linear_weights(model, packed: dict, rows: int):
+def packed_linear_weights(model, packed: dict, rows: int, fuse: bool = True):
     """Run the model's ``nn.Linear`` layers on weights pre-packed for MKL's sgemm (fp32) or oneDNN (bf16).
 
     A plain ``linear`` call re-packs its weight matrix into the library's blocked layout on every
@@ -133,6 +153,12 @@ def packed_linear_weights(model, packed: dict, rows: int):
     give the same results bit for bit (tested: same tokens). ``packed`` caches the packed weights
     across calls (≈ the model's size again); a weight changed in place, e.g. by training, is packed again.
 
+    With ``fuse``, projections that read the same input (query/key/value, gate/up: :func:`fusable_groups`) are one
+    matmul of their stacked weights, as vLLM's ``QKVParallelLinear`` and ``MergedColumnParallelLinear``
+    do: the first member called computes all of them and each other member, called next with the
+    same input tensor, takes its columns of the result (with another input it computes its own).
+    Narrow key/value projections (576 → 192 for SmolLM2) use two threads poorly on their own.
+
     ``rows`` is only a sizing hint: the packed layout of a weight does not depend on it (same
     buffer size for 1 to 512 rows, and the same results as packing for the actual row count — tested),
     so every call runs packed with its own row count. (``_mkl_linear`` falls back to an unpacked
@@ -141,25 +167,48 @@ def packed_linear_weights(model, packed: dict, rows: int):
     """
     mkl = model.dtype == torch.float32
     reorder = torch.ops.mkl._mkl_reorder_linear_weight if mkl else torch.ops.mkldnn._reorder_linear_weight
+
+    def pack(key_modules, weight: torch.Tensor):
+        """Packed blocks of ``weight`` (cached under the modules, repacked when one of their weights changes)."""
+        key = tuple((m.weight.data_ptr(), m.weight._version) for m in key_modules)
+        if packed.get(key_modules, (None,))[0] != key:  # MKL keeps the plain weight for other row counts
+            packed[key_modules] = (key, weight if mkl else None, reorder(weight, rows))
+        return packed[key_modules][1:]
+
+    def matmul(x: torch.Tensor, weight: torch.Tensor, blocks: torch.Tensor, bias) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1]).contiguous()  # read as a dense matrix
+        if mkl:
+            y = torch.ops.mkl._mkl_linear(flat, blocks, weight, bias, flat.shape[0])
+        else:
+            y = torch.ops.mkldnn._linear_pointwise(flat, blocks, bias, "none", [], "")
+        return y.view(*x.shape[:-1], y.shape[-1])
+
     patched = []
+    grouped = fusable_groups(model) if fuse else []
+    for group in grouped:
+        weight, blocks = pack(tuple(group), torch.cat([m.weight.detach() for m in group]))
+        bias = None if group[0].bias is None else torch.cat([m.bias.detach() for m in group])
+        cuts = torch.tensor([m.out_features for m in group]).cumsum(0).tolist()
+        spans = list(zip([0, *cuts[:-1]], cuts))
+        last: dict = {"input": None, "outputs": {}}  # the group's latest input and the outputs not yet taken
+
+        for member in group:
+            def forward(x, member=member, group=group, spans=spans, weight=weight, blocks=blocks, bias=bias, last=last):
+                if last["input"] is not x or member not in last["outputs"]:
+                    y = matmul(x, weight, blocks, bias)
+                    last["input"] = x
+                    last["outputs"] = {m: y[..., a:b] for m, (a, b) in zip(group, spans)}
+                return last["outputs"].pop(member)
+
+            member.forward = forward
+            patched.append(member)
+    fused = {m for group in grouped for m in group}
     for module in model.modules():
-        if type(module) is not torch.nn.Linear:
+        if type(module) is not torch.nn.Linear or module in fused:
             continue
-        weight = module.weight.detach()
-        key = (weight.data_ptr(), weight._version)
-        if packed.get(module, (None,))[0] != key:
-            packed[module] = (key, reorder(weight, rows))
+        weight, blocks = pack((module,), module.weight.detach())
         bias = None if module.bias is None else module.bias.detach()
-
-        def forward(x, weight=weight, bias=bias, blocks=packed[module][1]):
-            flat = x.reshape(-1, x.shape[-1]).contiguous()  # read as a dense matrix
-            if mkl:
-                y = torch.ops.mkl._mkl_linear(flat, blocks, weight, bias, flat.shape[0])
-            else:
-                y = torch.ops.mkldnn._linear_pointwise(flat, blocks, bias, "none", [], "")
-            return y.view(*x.shape[:-1], y.shape[-1])
-
-        module.forward = forward  # an instance attribute shadows the class's forward
+        module.forward = lambda x, weight=weight, blocks=blocks, bias=bias: matmul(x, weight, blocks, bias)
         patched.append(module)
     try:
         yield
@@ -205,6 +254,21 @@ def inverse_cdf_sample(probs: torch.Tensor, generators: list[torch.Generator]) -
     return torch.searchsorted(cdf, u.unsqueeze(1), right=True).squeeze(1).clamp(max=probs.shape[-1] - 1)
 
 
+def block_candidates(x: torch.Tensor, best: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The entries of blocks ``best`` ([rows, k] block numbers) of each row of ``x``, with their column
+    ids, plus the partial last block (always a candidate)."""
+    rows, width = x.shape
+    full = width // block
+    blocks = x[:, :full * block].view(rows, full, block)
+    k = best.shape[1]
+    candidates = blocks.gather(1, best.unsqueeze(-1).expand(-1, -1, block)).view(rows, k * block)
+    ids = (best.unsqueeze(-1) * block + torch.arange(block, device=x.device)).view(rows, k * block)
+    if full * block < width:
+        candidates = torch.cat([candidates, x[:, full * block:]], 1)
+        ids = torch.cat([ids, torch.arange(full * block, width, device=x.device).expand(rows, -1)], 1)
+    return candidates, ids
+
+
 def top_k_by_blocks(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """``x.topk(k, dim=-1)`` for a wide matrix: the same values (indices may differ among ties).
 
@@ -217,15 +281,30 @@ def top_k_by_blocks(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Ten
     full = width // block
     if full <= k:
         return x.topk(k, dim=-1)
-    blocks = x[:, :full * block].reshape(rows, full, block)
-    best = blocks.amax(-1).topk(k, dim=-1).indices  # [rows, k]
-    candidates = blocks.gather(1, best.unsqueeze(-1).expand(-1, -1, block)).view(rows, k * block)
-    ids = (best.unsqueeze(-1) * block + torch.arange(block, device=x.device)).view(rows, k * block)
-    if full * block < width:  # the last, partial block is always a candidate
-        candidates = torch.cat([candidates, x[:, full * block:]], 1)
-        ids = torch.cat([ids, torch.arange(full * block, width, device=x.device).expand(rows, -1)], 1)
+    best = x[:, :full * block].view(rows, full, block).amax(-1).topk(k, dim=-1).indices  # [rows, k]
+    candidates, ids = block_candidates(x, best, block)
     values, pos = candidates.topk(k, dim=-1)
     return values, ids.gather(1, pos)
+
+
+def draw_in_nucleus(vals: torch.Tensor, idx: torch.Tensor, top_p: float, generators: list[torch.Generator],
+                    wider) -> torch.Tensor:
+    """One token per row from its ``k`` most likely tokens ``idx`` with probabilities ``vals`` (descending):
+    the draw of ``inverse_cdf_sample(top_p_filter(probs, top_p), generators)`` wherever the nucleus lies
+    inside them. ``wider(rows, generators)`` draws for the other rows (a boolean row mask)."""
+    inside = vals.cumsum(-1) - vals <= top_p  # the nucleus: a prefix of the sorted tokens
+    fits = ~inside[:, -1]
+    out = torch.empty(vals.shape[0], dtype=torch.long, device=vals.device)
+    rows = fits.nonzero().squeeze(1).tolist()
+    if rows:
+        ids, order = idx[fits].sort(dim=-1)  # back to vocabulary order, as the full path's cdf
+        kept = vals[fits].masked_fill(~inside[fits], 0.0).gather(-1, order)
+        pos = inverse_cdf_sample(kept, [generators[r] for r in rows])
+        out[fits] = ids.gather(-1, pos.unsqueeze(1)).squeeze(1)
+    rest = (~fits).nonzero().squeeze(1).tolist()
+    if rest:
+        out[~fits] = wider(~fits, [generators[r] for r in rest])
+    return out
 
 
 def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Generator], k: int = 64,
@@ -245,19 +324,41 @@ def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Gener
     if k > max_k or k >= probs.shape[-1]:
         return inverse_cdf_sample(top_p_filter(probs, top_p), generators)
     vals, idx = top_k_by_blocks(probs, k)
-    inside = vals.cumsum(-1) - vals <= top_p  # the nucleus: a prefix of the sorted tokens
-    fits = ~inside[:, -1]
-    out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
-    rows = fits.nonzero().squeeze(1).tolist()
-    if rows:
-        ids, order = idx[fits].sort(dim=-1)  # back to vocabulary order, as the full path's cdf
-        kept = vals[fits].masked_fill(~inside[fits], 0.0).gather(-1, order)
-        pos = inverse_cdf_sample(kept, [generators[r] for r in rows])
-        out[fits] = ids.gather(-1, pos.unsqueeze(1)).squeeze(1)
-    rest = (~fits).nonzero().squeeze(1).tolist()
-    if rest:
-        out[~fits] = sample_top_p(probs[~fits], top_p, [generators[r] for r in rest], k=8 * k, max_k=max_k)
-    return out
+    return draw_in_nucleus(vals, idx, top_p, generators,
+                           lambda rows, gens: sample_top_p(probs[rows], top_p, gens, k=8 * k, max_k=max_k))
+
+
+def _logit_summary(logits: torch.Tensor, temperature: float, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's log-sum-exp of ``logits / temperature`` (in fp32) and the maxima of its full blocks."""
+    z = logits.float() / temperature
+    full = z.shape[-1] // block
+    return torch.logsumexp(z, -1), z[:, :full * block].unflatten(-1, (full, block)).amax(-1)
+
+
+logit_summary = Fused(_logit_summary)
+
+
+def sample_logits(logits: torch.Tensor, temperature: float, top_p: float, generators: list[torch.Generator],
+                  k: int = 64, block: int = 64) -> torch.Tensor:
+    """``sample_top_p(softmax(logits.float() / temperature), top_p, generators)`` without the softmax.
+
+    The softmax writes a probability for every row and vocabulary entry, and the top-``k`` search
+    reads them all again. Here one compiled pass over the logits (:func:`logit_summary`) gives each
+    row's log-sum-exp and block maxima; the top ``k`` tokens come from the best blocks (as in
+    :func:`top_k_by_blocks`) and only their probabilities are computed, ``exp(z − lse)`` — the
+    softmax's values up to rounding, so a draw can differ from the softmax path's only where
+    its uniform number falls within rounding of a token boundary. Rows whose nucleus reaches past
+    the top ``k`` take the softmax path.
+    """
+    rows, width = logits.shape
+    if top_p >= 1.0 or width // block <= k:
+        return sample_top_p(torch.softmax(logits.float() / temperature, -1), top_p, generators, k=k)
+    lse, maxima = logit_summary(logits, temperature, block)
+    candidates, ids = block_candidates(logits, maxima.topk(k, dim=-1).indices, block)
+    z, pos = (candidates.float() / temperature).topk(k, dim=-1)
+    return draw_in_nucleus((z - lse.unsqueeze(1)).exp(), ids.gather(1, pos), top_p, generators,
+                           lambda sel, gens: sample_top_p(torch.softmax(logits[sel].float() / temperature, -1),
+                                                          top_p, gens, k=8 * k))
 
 
 @register_backend("hf")
@@ -297,9 +398,13 @@ class HFBackend:
         self.shared_prefix = SharedPrefixCache.supports(self.model) and self.model.device.type == "cpu"
         self.pack_weights = packing_available(self.model)
         # bf16 on CPU: the flash kernel's per-head set-up dominated its small decoding problems
-        # (fused.py). fp32 keeps its measured path and its samples.
+        # (fused.py), and the sampling head reads the logits once (sample_logits). fp32 keeps its
+        # measured path and its samples.
         self.fused = self.model.device.type == "cpu" and self.model.dtype == torch.bfloat16
-        self._packed: dict = {}  # nn.Linear → packed weight, reused across calls
+        # Packed query/key/value and gate/up as one matmul each, where measured (bf16, bench/README.md):
+        # the same tokens; in fp32 MKL would also keep a stacked copy of those weights.
+        self.fuse_projections = self.fused
+        self._packed: dict = {}  # linear layers → their packed weights, reused across calls
 
     def render(self, messages: Messages) -> str:
         """The exact prompt text the model sees (the tokenizer's chat template)."""
@@ -316,8 +421,8 @@ class HFBackend:
         batches = self._batches([len(x) for x in ids], max(1, self.batch_size // n),
                                 max_tokens=self.max_batch_tokens, new_tokens=n * params.max_tokens,
                                 prompt_copies=1 if self.shared_prefix and n > 1 else n)
-        packing = packed_linear_weights(self.model, self._packed, self.batch_size) if self.pack_weights \
-            else nullcontext()
+        packing = nullcontext() if not self.pack_weights else \
+            packed_linear_weights(self.model, self._packed, self.batch_size, self.fuse_projections)
         with packing:
             for idx in batches:
                 batch = self._generate_batch([texts[i] for i in idx], [ids[i] for i in idx], n, params)
@@ -370,7 +475,7 @@ class HFBackend:
         elif n > 1:
             cache.batch_repeat_interleave(n)
             mask = mask.repeat_interleave(n, 0)
-        logits = out.logits[:, -1, :].float().repeat_interleave(n, 0)
+        logits = out.logits[:, -1, :].repeat_interleave(n, 0)  # the model's dtype: sampling reads it in fp32
         next_pos = positions[:, -1:].repeat_interleave(n, 0) + 1
 
         rows = len(texts) * n
@@ -388,8 +493,12 @@ class HFBackend:
                 if params.temperature == 0:
                     next_ids = logits.argmax(-1).tolist()
                 else:
-                    probs = torch.softmax(logits.div_(params.temperature), -1)
-                    next_ids = sample_top_p(probs, params.top_p, [gens[in_batch[k]] for k in live]).tolist()
+                    row_gens = [gens[in_batch[k]] for k in live]
+                    if self.fused:
+                        next_ids = sample_logits(logits, params.temperature, params.top_p, row_gens).tolist()
+                    else:
+                        probs = torch.softmax(logits.float() / params.temperature, -1)
+                        next_ids = sample_top_p(probs, params.top_p, row_gens).tolist()
                 step = [0] * len(in_batch)  # a finished row is fed any token: its output is never read
                 still = []
                 for k, t in zip(live, next_ids):
@@ -433,7 +542,7 @@ class HFBackend:
                     score_rows(subset)
                 inputs = torch.tensor(inputs, device=model.device).unsqueeze(1)
                 logits = model(input_ids=inputs, position_ids=pos, use_cache=True, **attend,
-                               **{self._cache_arg: cache}).logits[:, -1, :].float()
+                               **{self._cache_arg: cache}).logits[:, -1, :]
                 next_pos = next_pos + 1
 
         results = []
