@@ -398,12 +398,12 @@ class HFBackend:
         self.shared_prefix = SharedPrefixCache.supports(self.model) and self.model.device.type == "cpu"
         self.pack_weights = packing_available(self.model)
         # bf16 on CPU: the flash kernel's per-head set-up dominated its small decoding problems
-        # (fused.py), and the sampling head reads the logits once (sample_logits). fp32 keeps its
-        # measured path and its samples.
+        # (fused.py). fp32 keeps its measured path and its samples.
         self.fused = self.model.device.type == "cpu" and self.model.dtype == torch.bfloat16
-        # Packed query/key/value and gate/up as one matmul each, where measured (bf16, bench/README.md):
-        # the same tokens; in fp32 MKL would also keep a stacked copy of those weights.
-        self.fuse_projections = self.fused
+        # Also where measured (bf16 on CPU, bench/README.md): the sampling head reads the logits in one
+        # compiled pass (sample_logits), and the packed query/key/value and gate/up projections are one
+        # matmul each (the same tokens; in fp32 MKL would also keep a stacked copy of those weights).
+        self.logits_head = self.fuse_projections = self.fused
         self._packed: dict = {}  # linear layers → their packed weights, reused across calls
 
     def render(self, messages: Messages) -> str:
@@ -494,7 +494,7 @@ class HFBackend:
                     next_ids = logits.argmax(-1).tolist()
                 else:
                     row_gens = [gens[in_batch[k]] for k in live]
-                    if self.fused:
+                    if self.logits_head:
                         next_ids = sample_logits(logits, params.temperature, params.top_p, row_gens).tolist()
                     else:
                         probs = torch.softmax(logits.float() / params.temperature, -1)
