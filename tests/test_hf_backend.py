@@ -413,13 +413,17 @@ def test_sampling_from_logits_equals_the_softmax_path(scale, dtype):
     logits[:4, -3] += 20.0  # a row's best token in the partial last block
     probs = torch.softmax(logits.float() / 0.7, -1)
     ordered = probs.sort(-1, descending=True).values
+
+    def seeded():
+        return [torch.Generator().manual_seed(i) for i in range(48)]
+
     for compiled in (True, False):
         summary = hf.Fused(hf._logit_summary, compile=compiled)
         with pytest.MonkeyPatch.context() as m:
             m.setattr(hf, "logit_summary", summary)
             for top_p in (0.5, 0.95, 1.0):
-                full = hf.inverse_cdf_sample(top_p_filter(probs, top_p), [torch.Generator().manual_seed(i) for i in range(48)])
-                fast = hf.sample_logits(logits, 0.7, top_p, [torch.Generator().manual_seed(i) for i in range(48)])
+                full = hf.inverse_cdf_sample(top_p_filter(probs, top_p), seeded())
+                fast = hf.sample_logits(logits, 0.7, top_p, seeded())
                 size = ((ordered.cumsum(-1) - ordered) <= top_p).sum(-1)  # nucleus sizes
                 last = ordered.gather(1, size.unsqueeze(1) - 1).squeeze(1)
                 after = ordered.gather(1, size.clamp(max=ordered.shape[1] - 1).unsqueeze(1)).squeeze(1)

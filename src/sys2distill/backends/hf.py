@@ -346,9 +346,10 @@ def sample_logits(logits: torch.Tensor, temperature: float, top_p: float, genera
     reads them all again. Here one compiled pass over the logits (:func:`logit_summary`) gives each
     row's log-sum-exp and block maxima; the top ``k`` tokens come from the best blocks (as in
     :func:`top_k_by_blocks`) and only their probabilities are computed, ``exp(z − lse)`` — the
-    softmax's values up to rounding, so a draw can differ from the softmax path's only where
-    its uniform number falls within rounding of a token boundary. Rows whose nucleus reaches past
-    the top ``k`` take the softmax path.
+    softmax's values up to rounding, so a draw can differ from the softmax path's only where its
+    uniform number falls within rounding of a token boundary, or where the nucleus ends inside a run
+    of equal probabilities (common with bf16 logits; which of them it keeps is arbitrary either way).
+    Rows whose nucleus reaches past the top ``k`` take the softmax path.
     """
     rows, width = logits.shape
     if top_p >= 1.0 or width // block <= k:
