@@ -303,8 +303,11 @@ def _filter_row(name: str, method: str, n: int, rule, kept: dict[str, bool], ite
         return f"| {name} | {method} | {n} | {rule} | 0/{len(items)} | — | — | — | — |"
     d = paired_difference([kept[i] for i in kept], [s1_right[i] for i in kept])
     mark = " **clear**" if d.diff > 0 and d.clear_of_zero else ""
-    gold, count = Counter(normalize(items[i].answer) for i in kept).most_common(1)[0]
-    constant = "free-form" if free_form else f"“{gold}” {100 * count / len(kept):.0f}%"
+    if free_form:
+        constant = "free-form"
+    else:
+        gold, count = Counter(normalize(items[i].answer) for i in kept).most_common(1)[0]
+        constant = f"“{gold}” {100 * count / len(kept):.0f}%"
     return (f"| {name} | {method} | {n} | {rule} | {len(kept)}/{len(items)} | {_ci(sum(kept.values()), len(kept))} "
             f"| {_ci(sum(s1_right[i] for i in kept), len(kept))} | {100 * d.diff:+.1f} "
             f"({100 * d.ci[0]:+.1f} to {100 * d.ci[1]:+.1f}){mark} | {constant} |")
