@@ -4,10 +4,10 @@
                               [--prompts 16] [--pairs 6] [--threads N]
 
 The job is ``engines.py``'s (coin-flip prompts × 8 samples × ≤ 128 tokens, temperature 0.7, top-p
-0.95, seed 0). A and B are the same loaded model with backend attributes set as given (``name=0|1``;
-B defaults to the backend's defaults); runs alternate A B, B A, ... so drift hits both, and each run
-sits between two roof measurements in its dtype. Prints each run, the B ÷ A tok/s ratio per pair and
-its median, the roof shares' medians, and how many sample texts A and B share.
+0.95, seed 0). A and B are the same loaded model with backend attributes set as given (``name=N``,
+0 or 1 for switches; B defaults to the backend's defaults); runs alternate A B, B A, ... so drift
+hits both, and each run sits between two roof measurements in its dtype. Prints each run, the B ÷ A
+tok/s ratio per pair and its median, the roof shares' medians, and how many sample texts A and B share.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from sampling import GFLOP_PER_TOKEN, matmul_gflops, warm_up
 from sys2distill.backends.hf import HFBackend
 
 
-def settings(text: str) -> dict[str, bool]:
+def settings(text: str) -> dict[str, int]:
     pairs = [item.split("=") for item in text.split(",") if item]
-    return {name: bool(int(value)) for name, value in pairs}
+    return {name: int(value) for name, value in pairs}
 
 
 def main() -> None:

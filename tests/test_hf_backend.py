@@ -97,15 +97,22 @@ def test_batches_bound_kv_cache_positions(backend):
     assert backend._batches([5000], per_batch=8, max_tokens=100) == [[0]]  # one prompt always runs
 
 
-def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
+@pytest.mark.parametrize("chunk", [0, 2])
+def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds(chunk):
     """Writing into reserved space must give attention the same keys/values as concatenation,
-    through prefill, decoding past the reserve, sample expansion, dropped and moved rows and cropping."""
+    through prefill, decoding past the reserve, sample expansion, dropped and moved rows and cropping;
+    so must the shared-prefix layer's chunked store of the generated tokens (``chunk``)."""
     from transformers.cache_utils import DynamicLayer
 
-    from sys2distill.backends.shared_prefix import ReservedLayer
+    from sys2distill.backends.shared_prefix import ReservedLayer, SharedPrefixLayer
 
     torch.manual_seed(0)
     ref, ours = DynamicLayer(), ReservedLayer(reserve=3)
+    if chunk:  # after the prompt's own update, the generated tokens go to chunks
+        ours = SharedPrefixLayer(reserve=3)
+        ours.update(torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4))
+        ours.chunk = chunk
+    prompt = ours.get_seq_length()
     steps = [("update", 5), ("repeat", 2), ("update", 1), ("update", 1), ("select", [0, 3, 2]), ("update", 1),
              ("update", 1), ("update", 1), ("crop", -2), ("update", 1),
              # in place: a row moved into a finished one's place, a swap, then rows repeated
@@ -116,7 +123,7 @@ def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
         if op == "update":
             k, v = torch.randn(batch, 3, arg, 4), torch.randn(batch, 3, arg, 4)
             out_ref, out = ref.update(k, v), ours.update(k, v)
-            assert all(torch.equal(a, b) for a, b in zip(out_ref, out))
+            assert all(torch.equal(a, b) for a, b in zip(out_ref, ours.generated() if chunk else out))
         elif op == "repeat":
             ref.batch_repeat_interleave(arg), ours.batch_repeat_interleave(arg)
             batch *= arg
@@ -125,20 +132,23 @@ def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds():
             batch = len(arg)
         else:
             ref.crop(arg), ours.crop(arg)
-        assert torch.equal(ref.keys, ours.keys) and torch.equal(ref.values, ours.values)
-        assert ref.get_seq_length() == ours.get_seq_length()
+        keys, values = ours.generated()
+        assert torch.equal(ref.keys, keys) and torch.equal(ref.values, values)
+        assert ref.get_seq_length() == ours.get_seq_length() - prompt
 
 
 # Rows that have finished before a step (not fed to the model; none of them survive the drop at
 # ``drop``): from the first step on, or after steps that fill every query slot.
 @pytest.mark.parametrize("finished, drop", [({0: [4], 1: [4], 2: [1, 4, 5], 5: [1]}, 3),
                                             ({2: [4], 3: [1, 4, 5], 6: [1]}, 4)])
-@pytest.mark.parametrize("fused", [False, True])
-def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(finished, drop, fused, monkeypatch):
+@pytest.mark.parametrize("fused, chunk", [(False, 0), (True, 0), (True, 2), (True, 3)])
+def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(finished, drop, fused, chunk,
+                                                                          monkeypatch):
     """Prompt KV stored once per prompt + generated KV per row, merged by log-sum-exp, must give the
     attention a per-row cache gives: left padding, GQA, growing past the reserve, every row fed or
     finished rows left out of a step, dropped rows and a prompt left without rows. ``fused``: the
-    one-kernel step of ``fused.py``, run eagerly here (the compiled kernel: the test below)."""
+    one-kernel step of ``fused.py``, run eagerly here (the compiled kernel: the test below), on
+    per-row buffers or on ``chunk``-position chunks (full and partly filled ones)."""
     from types import SimpleNamespace
 
     from transformers import LlamaConfig
@@ -155,7 +165,7 @@ def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(fini
     config = LlamaConfig(num_hidden_layers=1, hidden_size=kv_heads * groups * dim, num_attention_heads=kv_heads * groups,
                          num_key_value_heads=kv_heads)
     cache = SharedPrefixCache(config, reserve=2)
-    cache.fused = fused
+    cache.fused, cache.kv_chunk = fused, chunk
     mask = torch.ones(prompts, prompt_len, dtype=torch.long)
     mask[0, :2] = mask[2, :5] = 0  # left padding
     pk, pv = torch.randn(prompts, kv_heads, prompt_len, dim), torch.randn(prompts, kv_heads, prompt_len, dim)
@@ -177,10 +187,16 @@ def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(fini
         q = torch.randn(batch, kv_heads * groups, 1, dim)
         layer = cache.layers[0]
         if layer._k is not None:  # spare room as a reused buffer may hold it: not even a float
-            layer._k[:, :, layer._len:], layer._v[:, :, layer._len:] = float("nan"), float("nan")
+            # (chunked: the chunks not begun; the rest of the current one is zeros, masked)
+            begun = -(-layer._len // chunk) if chunk else 0
+            spare = (slice(begun, None),) if chunk else (slice(None), slice(None), slice(layer._len, None))
+            layer._k[spare], layer._v[spare] = float("nan"), float("nan")
         gk, gv = cache.update(k[fed], v[fed], 0)
+        assert layer.chunk == (chunk if fused else 0)
         left_out = [r for r in range(batch) if r not in fed.tolist()]
-        assert not gk[left_out, :, -1].any() and not gv[left_out, :, -1].any()  # zeros for finished rows
+        rows_k, rows_v = layer.generated()
+        assert not rows_k[left_out, :, -1].any() and not rows_v[left_out, :, -1].any()  # zeros for finished rows
+        torch.testing.assert_close(rows_k[fed, :, -1], k[fed, :, 0], rtol=0, atol=0)
         out, _ = shared_prefix_attention(module, q[fed], gk, gv, scaling=0.3, shared_prefix=cache)
         ref_k, ref_v = torch.cat([ref_k, k], 2), torch.cat([ref_v, v], 2)
         ref_mask = torch.cat([ref_mask, torch.ones(batch, 1, dtype=torch.long)], 1)
@@ -315,7 +331,7 @@ def test_compiled_decode_attention_equals_the_eager_one_and_falls_back(monkeypat
     from sys2distill.backends import fused
 
     torch.manual_seed(0)
-    prompts, n, kv_heads, groups, dim, prompt_len, positions = 2, 3, 2, 3, 8, 5, 4
+    prompts, n, kv_heads, groups, dim, prompt_len, positions = 2, 3, 2, 3, 8, 5, 5
     slot = torch.arange(prompts * n)
     places = (((slot // n)[:, None, None] * kv_heads + torch.arange(kv_heads)[None, :, None]) * n
               + (slot % n)[:, None, None]) * groups + torch.arange(groups)[None, None, :]
@@ -323,13 +339,19 @@ def test_compiled_decode_attention_equals_the_eager_one_and_falls_back(monkeypat
         pk, pv = torch.randn(prompts, kv_heads, prompt_len, dim), torch.randn(prompts, kv_heads, prompt_len, dim)
         mask = torch.zeros(prompts, 1, 1, prompt_len)
         mask[0, ..., :2] = float("-inf")
-        key, value = (torch.randn(prompts * n, kv_heads, positions, dim, dtype=dtype) for _ in range(2))
+        # Chunks of 2 positions (the last one half filled, its spare slot zero), or one chunk of all.
+        key, value = (torch.randn(3, prompts * n, kv_heads, 2, dim, dtype=dtype) for _ in range(2))
+        key[-1, ..., -1, :] = value[-1, ..., -1, :] = 0
+        bias = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, float("-inf")]])
+        whole = [x.permute(1, 2, 0, 3, 4).flatten(2, 3)[None, :, :, :positions] for x in (key, value)]
         for live in (slot, torch.tensor([0, 2, 5])):
             q = torch.randn(len(live), kv_heads, groups, dim, dtype=dtype)
-            args = (q, places[live].reshape(-1), n, pk, pv, mask, key, value, live, 0.3)
+            args = (q, places[live].reshape(-1), n, pk, pv, mask, key, value, bias, live, 0.3)
             expected = fused._decode_attention(*args)
             tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1.6e-2, "atol": 1e-2}
             torch.testing.assert_close(fused.decode_attention(*args), expected, **tol)
+            one_chunk = (*args[:6], *whole, torch.zeros(1, positions), *args[-2:])
+            torch.testing.assert_close(fused.decode_attention(*one_chunk), expected, **tol)
     broken = fused.Fused(fused._decode_attention)
 
     def no_compiler(fn, **kwargs):
@@ -343,12 +365,12 @@ def test_compiled_decode_attention_equals_the_eager_one_and_falls_back(monkeypat
 
 
 def test_fused_decoding_gives_the_plain_tokens(embedded_tokenizer, tiny_model, monkeypatch):
-    """The fused attention step wired into decoding (fp32 prompt keys, finished rows left out, rows
-    dropped at every step or lazily) gives the plain path's tokens in fp32 — run eagerly, the
-    compiled kernel's equality is tested above — and so does a failed compile. bf16 on CPU takes
-    the fused path and packed weights by default; there rounding differs from the plain path's
-    (fp32 inside the kernel, one rounding at its end), and a random model's near-ties move tokens,
-    so bf16 is only run here."""
+    """The fused attention step wired into decoding (fp32 prompt keys, chunked generated cache,
+    finished rows left out, rows dropped at every step or lazily) gives the plain path's tokens in
+    fp32 — run eagerly, the compiled kernel's equality is tested above — and so does a failed
+    compile. bf16 on CPU takes the fused path and packed weights by default; there rounding differs
+    from the plain path's (fp32 inside the kernel, one rounding at its end), and a random model's
+    near-ties move tokens, so bf16 is only run here."""
     from sys2distill.backends import fused, shared_prefix
     from sys2distill.backends.hf import packing_available
 
@@ -364,6 +386,7 @@ def test_fused_decoding_gives_the_plain_tokens(embedded_tokenizer, tiny_model, m
         fast, lazy, plain = (HFBackend(loaded=loaded, batch_size=8) for _ in range(3))
         assert not plain.fused  # fp32: the plain path by default
         fast.fused = lazy.fused = True
+        fast.kv_chunk = 3  # several chunks in 12 tokens (lazy: the default, one partly filled chunk)
         fast.max_finished_share = plain.max_finished_share = 0.0
         for p in params:
             expected = [[(c.text, c.completion_tokens) for c in cs] for cs in plain.generate(PROMPTS, p)]

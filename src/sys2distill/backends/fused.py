@@ -61,19 +61,22 @@ class Fused:
 
 def _decode_attention(q: torch.Tensor, places: torch.Tensor, samples: int, prompt_keys: torch.Tensor,
                       prompt_values: torch.Tensor, prompt_mask: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                      live: torch.Tensor, scale: float) -> torch.Tensor:
+                      key_bias: torch.Tensor, live: torch.Tensor, scale: float) -> torch.Tensor:
     """One decoding step of shared-prefix attention (``shared_prefix.py``), computed in fp32.
 
     ``q`` [rows, kv_heads, groups, dim]: the queries of cache rows ``live``; ``places``: where they go
     in the prompts' ``samples × groups`` query blocks (``SharedPrefixCache.query_places``); ``prompt_keys``/
     ``prompt_values`` [prompts, kv_heads, prompt_len, dim] and ``prompt_mask`` (additive) in fp32;
-    ``key``/``value`` [cache rows, kv_heads, positions, dim]: the generated tokens' cache.
+    ``key``/``value`` [chunks, cache rows, kv_heads, chunk, dim]: the generated tokens' cache, with
+    ``key_bias`` [chunks, chunk] (additive: ``-inf`` past the last generated position).
 
     The prompt part stays a matrix product per prompt (its rows' queries share the keys). The
     generated part is written as products and sums rather than matmuls so that inductor fuses the
     row gather, both reductions and the softmax into loops that read each key and value once
-    (eagerly it materialises [rows, kv_heads, groups, positions, dim] products: fine for tests,
-    slow for real batches); the merge follows, with one rounding to the model's dtype at the end.
+    (eagerly it materialises [chunks, rows, kv_heads, groups, chunk, dim] products: fine for tests,
+    slow for real batches); each chunk gets its own softmax, merged by log-sum-exp (split-K, as
+    FlashDecoding), and the merge with the prompt part follows, with one rounding to the model's
+    dtype at the end.
     """
     prompts, kv_heads, _, dim = prompt_keys.shape
     rows, _, groups, _ = q.shape
@@ -85,14 +88,16 @@ def _decode_attention(q: torch.Tensor, places: torch.Tensor, samples: int, promp
     out_p = torch.matmul((scores_p - lse_p).exp(), prompt_values)
     out_p = out_p.reshape(-1, dim).index_select(0, places).view(rows, kv_heads, groups, dim)
     lse_p = lse_p.reshape(-1).index_select(0, places).view(rows, kv_heads, groups)
-    k = key.index_select(0, live).float()
-    v = value.index_select(0, live).float()
-    scores = (qf.unsqueeze(3) * k.unsqueeze(2)).sum(-1) * scale  # [rows, kv_heads, groups, positions]
-    top = scores.amax(-1, keepdim=True)
+    k = key.index_select(1, live).float().unsqueeze(3)  # [chunks, rows, kv_heads, 1, chunk, dim]
+    v = value.index_select(1, live).float().unsqueeze(3)
+    scores = (qf[None, :, :, :, None, :] * k).sum(-1) * scale + key_bias[:, None, None, None, :]
+    top = scores.amax(-1, keepdim=True)  # [chunks, rows, kv_heads, groups, 1]
     e = (scores - top).exp()
     total = e.sum(-1, keepdim=True)
-    out_g = (e.unsqueeze(-1) * v.unsqueeze(2)).sum(-2) / total
-    lse_g = (top + total.log()).squeeze(-1)
+    out_c = (e.unsqueeze(-1) * v).sum(-2) / total  # [chunks, rows, kv_heads, groups, dim]
+    lse_c = (top + total.log()).squeeze(-1)
+    lse_g = lse_c.logsumexp(0)
+    out_g = ((lse_c - lse_g).exp().unsqueeze(-1) * out_c).sum(0)
     # Σ_part exp(lse_part − lse) · out_part for two parts, as in shared_prefix_attention.
     weight = torch.sigmoid(lse_p - lse_g).unsqueeze(-1)
     return torch.lerp(out_g, out_p, weight).to(q.dtype)
@@ -101,15 +106,23 @@ def _decode_attention(q: torch.Tensor, places: torch.Tensor, samples: int, promp
 decode_attention = Fused(_decode_attention)
 
 
-def mark_decode_dynamic(q, places, prompt_keys, prompt_values, prompt_mask, key, value, live) -> None:
-    """Compile ``decode_attention`` for any rows, prompts and positions from its first call on: left
-    to dynamo, each of them would first be compiled static and then again when it changes — a
-    couple of seconds each, inside the first generation (``torch._dynamo.maybe_mark_dynamic`` is a
-    hint: sizes 0 and 1 are still specialised, so the first step, at one position, compiles apart)."""
+def mark_dynamic(tensor: torch.Tensor, *dims: int) -> None:
+    """Compile for any size of these dimensions from the first call on: left to dynamo, a changed
+    size is first compiled static and then again as dynamic — a couple of seconds each, inside the
+    first generation (``torch._dynamo.maybe_mark_dynamic`` is a hint: sizes 0 and 1 are still
+    specialised, so e.g. the first step, at one position, compiles apart)."""
     mark = getattr(getattr(torch, "_dynamo", None), "maybe_mark_dynamic", None)
-    if mark is None:
-        return
-    for tensor, dims in ((q, (0,)), (places, (0,)), (prompt_keys, (0, 2)), (prompt_values, (0, 2)),
-                         (prompt_mask, (0, 3)), (key, (0, 2)), (value, (0, 2)), (live, (0,))):
+    if mark is not None:
         for dim in dims:
             mark(tensor, dim)
+
+
+def mark_decode_dynamic(q, places, prompt_keys, prompt_values, prompt_mask, key, value, key_bias, live,
+                        chunked: bool = True) -> None:
+    """:func:`mark_dynamic` for ``decode_attention``'s rows, prompts, positions and chunks. The chunk
+    length stays static, unless the cache is not ``chunked`` (per-row buffers: one chunk of every position)."""
+    chunk = () if chunked else (3,)
+    for tensor, dims in ((q, (0,)), (places, (0,)), (prompt_keys, (0, 2)), (prompt_values, (0, 2)),
+                         (prompt_mask, (0, 3)), (key, (0, 1, *chunk)), (value, (0, 1, *chunk)),
+                         (key_bias, (0, *(x - 2 for x in chunk))), (live, (0,))):
+        mark_dynamic(tensor, *dims)

@@ -9,8 +9,9 @@ layer with a per-row cache): the live rows past the new end move into the finish
 rows' places in the cache, so a compaction copies at most a quarter of the rows. On CPUs the
 linear layers run on weights packed once (MKL's sgemm in fp32, oneDNN in bf16), projections of the
 same input as one matmul; in bf16 each decoding step's attention is one kernel compiled by inductor
-(``fused.py``) and the sampling head reads the logits in one compiled pass. Batches are bounded in
-rows and in KV cache positions. Measurements: ``bench/README.md`` (sampling throughput, bf16 decoding).
+(``fused.py``) over a generated cache kept in contiguous chunks, and the sampling head reads the
+logits in one compiled pass. Batches are bounded in rows and in KV cache positions. Measurements:
+``bench/README.md`` (sampling throughput, bf16 decoding).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import torch
 
 from sys2distill.backends import register_backend
 from sys2distill.backends.base import Messages, SamplingParams
-from sys2distill.backends.fused import Fused
-from sys2distill.backends.shared_prefix import SharedPrefixCache, decoding_with_shared_prefix, reserved_cache
+from sys2distill.backends.fused import Fused, mark_dynamic
+from sys2distill.backends.shared_prefix import KV_CHUNK, SharedPrefixCache, decoding_with_shared_prefix, reserved_cache
 from sys2distill.errors import UserError
 from sys2distill.records import Completion
 
@@ -346,6 +347,7 @@ def sample_logits(logits: torch.Tensor, temperature: float, top_p: float, genera
     rows, width = logits.shape
     if top_p >= 1.0 or width // block <= k:
         return sample_top_p(torch.softmax(logits.float() / temperature, -1), top_p, generators, k=k)
+    mark_dynamic(logits, 0)  # rows: every batch size and finished-row count from the first call
     lse, maxima = logit_summary(logits, temperature, block)
     top, idx = top_k_by_blocks(logits, k, block, maxima)
     return draw_in_nucleus((top.float() / temperature - lse.unsqueeze(1)).exp(), idx, top_p, generators,
@@ -396,6 +398,8 @@ class HFBackend:
         # compiled pass (sample_logits), and the packed query/key/value and gate/up projections are one
         # matmul each (the same tokens; in fp32 MKL would also keep a stacked copy of those weights).
         self.logits_head = self.fuse_projections = self.fused
+        # The fused path's generated cache in chunks read front to back (shared_prefix.py; 0: per-row buffers).
+        self.kv_chunk = KV_CHUNK
         self._packed: dict = {}  # linear layers → their packed weights, reused across calls
 
     def render(self, messages: Messages) -> str:
@@ -459,7 +463,7 @@ class HFBackend:
         shared = self.shared_prefix and n > 1
         cache = (SharedPrefixCache if shared else reserved_cache)(model.config, params.max_tokens)
         if shared:
-            cache.fused = self.fused
+            cache.fused, cache.kv_chunk = self.fused, self.kv_chunk
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                     **{self._cache_arg: cache}, **self._last_logits_only)
         if shared:  # the prompt cache stays one copy per prompt; attention reads it once for n rows

@@ -17,10 +17,18 @@ shared prefixes by FlashInfer's cascade inference and Hydragen):
 
 The prompt is prefilled with the model's own attention; only single-token decoding steps use
 :func:`shared_prefix_attention`, and only while :func:`decoding_with_shared_prefix` is active.
+
+For the compiled step (``fused.py``) the generated keys and values are stored in chunks of
+:data:`KV_CHUNK` positions, ``[chunks, rows, kv_heads, KV_CHUNK, head_dim]``, rather than per row
+with spare room, ``[rows, kv_heads, capacity, head_dim]``: each filled chunk is one contiguous block
+that the kernel reads front to back, where the per-row layout breaks the read into a block per row
+and head (a cold start each). The kernel attends to each chunk and merges the chunks by log-sum-exp
+(FlashDecoding's split-K), masking the unfilled end of the last one. Measurements: bench/README.md.
 """
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import torch
@@ -30,6 +38,10 @@ from transformers.cache_utils import DynamicLayer
 from sys2distill.backends.fused import decode_attention, mark_decode_dynamic
 
 ATTENTION_NAME = "sys2distill_shared_prefix"
+
+# Positions per chunk of the compiled step's generated cache: shorter chunks leave less of the last
+# one empty, longer ones fewer merges (16 / 32 / 64 measured; bench/README.md "bf16 decoding").
+KV_CHUNK = 32
 
 # Returns (output, logsumexp): the public ``scaled_dot_product_attention`` drops the logsumexp the
 # merge needs. CPU kernel; on other devices the same function falls back to the math below.
@@ -71,12 +83,7 @@ class ReservedLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        if self.rows is not None:  # the other rows have finished: their outputs are never read
-            # again, but attention still runs over them, and a buffer reused from freed memory can
-            # hold any bit pattern — integers read as denormal floats in 56 of 256 rows made the
-            # kernel take 12.2 ms instead of 1.6. Zeros there.
-            key_states, value_states = (x.new_zeros(self.batch, *x.shape[1:]).index_copy_(0, self.rows, x)
-                                        for x in (key_states, value_states))
+        key_states, value_states = self._every_row(key_states, value_states)
         end = self._len + key_states.shape[-2]
         if self._k is None or end > self._k.shape[-2]:
             self._resize(end + self.reserve, key_states, value_states)
@@ -85,6 +92,16 @@ class ReservedLayer(DynamicLayer):
         self._len = end
         self._views()
         return self.keys, self.values
+
+    def _every_row(self, key_states: torch.Tensor, value_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's keys and values for every cache row: zeros for the rows not fed (``rows``)."""
+        if self.rows is None:
+            return key_states, value_states
+        # The other rows have finished: their outputs are never read again, but attention still
+        # runs over them, and a buffer reused from freed memory can hold any bit pattern — integers
+        # read as denormal floats in 56 of 256 rows made the kernel take 12.2 ms instead of 1.6.
+        return tuple(x.new_zeros(self.batch, *x.shape[1:]).index_copy_(0, self.rows, x)
+                     for x in (key_states, value_states))
 
     def _resize(self, capacity: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         k = key_states.new_empty(*key_states.shape[:2], capacity, key_states.shape[-1])
@@ -95,6 +112,10 @@ class ReservedLayer(DynamicLayer):
 
     def _views(self) -> None:
         self.keys, self.values = self._k[:, :, :self._len], self._v[:, :, :self._len]
+
+    def generated(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values as ``[rows, kv_heads, positions, head_dim]``."""
+        return self.keys, self.values
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self._len:
@@ -139,24 +160,107 @@ def reserved_cache(config, reserve: int) -> DynamicCache:
     return cache
 
 
+@functools.lru_cache(maxsize=64)
+def chunk_bias(length: int, chunk: int, device: torch.device) -> torch.Tensor:
+    """``[chunks, chunk]`` additive mask of ``length`` filled positions: 0, then ``-inf`` to the end of
+    the last chunk (the same for every layer of a step: computed once)."""
+    chunks = -(-length // chunk)
+    bias = torch.zeros(chunks * chunk, device=device)
+    bias[length:] = float("-inf")
+    return bias.view(chunks, chunk)
+
+
 class SharedPrefixLayer(ReservedLayer):
     """One layer's cache: prompt keys/values per prompt, generated keys/values per row.
 
     The first ``update`` (prefill) stores the prompts' keys and values and returns them for the
-    model's own attention. Later updates go to the reserved per-row buffer of :class:`ReservedLayer`
-    and return that row's generated keys/values.
+    model's own attention. Later updates store the generated tokens' and return them: in the
+    reserved per-row buffer of :class:`ReservedLayer` (``[rows, kv_heads, positions, head_dim]``),
+    or with ``chunk`` set, in chunks of that many positions (``[chunks, rows, kv_heads, chunk,
+    head_dim]``, the module docstring), returned with :attr:`chunk_bias`.
     """
 
     def __init__(self, reserve: int):
         super().__init__(reserve)
         self.prompt_keys = self.prompt_values = None  # [prompts, kv_heads, prompt_len, head_dim]
+        self.chunk = 0  # positions per chunk of the generated cache; 0: the per-row buffer
+        self.chunk_bias = None  # [chunks, chunk]: 0 for filled positions, -inf for the rest of the last chunk
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if self.prompt_keys is None:
             self.lazy_initialization(key_states, value_states)
             self.prompt_keys, self.prompt_values = key_states, value_states
             return key_states, value_states
-        return super().update(key_states, value_states)
+        if not self.chunk:
+            return super().update(key_states, value_states)
+        key_states, value_states = self._every_row(key_states, value_states)
+        for position in range(key_states.shape[-2]):
+            chunk, slot = divmod(self._len, self.chunk)
+            if self._k is None or chunk == self._k.shape[0]:
+                self._add_chunks(chunk + max(1, -(-self.reserve // self.chunk)), key_states)
+            if slot == 0:  # the unfilled slots are read (and masked): zeros, not stale bytes (see _every_row)
+                self._k[chunk].zero_(), self._v[chunk].zero_()
+            self._k[chunk, :, :, slot] = key_states[:, :, position]
+            self._v[chunk, :, :, slot] = value_states[:, :, position]
+            self._len += 1
+        self._views()
+        return self.keys, self.values
+
+    def _add_chunks(self, chunks: int, key_states: torch.Tensor) -> None:
+        rows, kv_heads, _, dim = key_states.shape
+        # One spare row: a compaction narrows the rows of each chunk in place, and the compiled kernel,
+        # first called on chunks of exactly ``rows`` rows, would assume that and compile again.
+        k, v = (key_states.new_empty(chunks, rows + 1, kv_heads, self.chunk, dim)[:, :rows] for _ in range(2))
+        if self._k is not None:
+            used = self._k.shape[0]
+            k[:used], v[:used] = self._k, self._v
+        self._k, self._v = k, v
+
+    def _views(self) -> None:
+        if not self.chunk:
+            return super()._views()
+        chunks = -(-self._len // self.chunk)
+        self.keys, self.values = self._k[:chunks], self._v[:chunks]
+        self.chunk_bias = chunk_bias(self._len, self.chunk, self._k.device)
+
+    def generated(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generated tokens' keys and values as ``[rows, kv_heads, positions, head_dim]``
+        (for the chunked layout a copy: the plain attention's input where a compile failed)."""
+        if not self.chunk:
+            return super().generated()
+        return tuple(x.permute(1, 2, 0, 3, 4).flatten(2, 3)[:, :, :self._len] for x in (self.keys, self.values))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if not self.chunk:
+            return super().batch_repeat_interleave(repeats)
+        if self._len:
+            self._k, self._v = self._k.repeat_interleave(repeats, 1), self._v.repeat_interleave(repeats, 1)
+            self._views()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if not self.chunk:
+            return super().batch_select_indices(indices)
+        if self._len and len(indices) > self._k.shape[1]:  # rows repeated: a gather
+            self._k, self._v = self._k[:, indices], self._v[:, indices]
+        elif self._len:  # in place, as ReservedLayer.batch_select_indices, on the filled chunks
+            chunks = self.keys.shape[0]
+            moved = (indices != torch.arange(len(indices), device=indices.device)).nonzero().squeeze(1)
+            if len(moved):
+                src = indices[moved]
+                self._k[:chunks, moved] = self._k[:chunks, src]
+                self._v[:chunks, moved] = self._v[:chunks, src]
+            self._k, self._v = self._k[:, :len(indices)], self._v[:, :len(indices)]
+        if self._len:
+            self._views()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if not self.chunk:
+            return super().crop(tokens_to_remove)
+        if tokens_to_remove > 0:  # as DynamicLayer.crop
+            raise ValueError(f"Calling `crop` with a positive value (`{tokens_to_remove}`) is not supported")
+        self._len = max(0, self._len + tokens_to_remove)
+        if self._k is not None:
+            self._views()
 
     def get_seq_length(self) -> int:
         prompt = 0 if self.prompt_keys is None else self.prompt_keys.shape[-2]
@@ -185,6 +289,7 @@ class SharedPrefixCache(DynamicCache):
         self.prompt_mask = None  # [prompts, 1, 1, prompt_len], 0 for tokens and -inf for left padding
         self._query_places = None  # this step's ``query_places``, shared by every layer
         self.fused = False  # decoding steps through fused.py's compiled attention (set before prefill)
+        self.kv_chunk = KV_CHUNK  # with ``fused``: the generated cache's chunk length (0: per-row buffers)
 
     @staticmethod
     def supports(model) -> bool:
@@ -201,6 +306,7 @@ class SharedPrefixCache(DynamicCache):
             dtype = torch.float32
             for layer in self.layers:
                 layer.prompt_keys, layer.prompt_values = layer.prompt_keys.float(), layer.prompt_values.float()
+                layer.chunk = self.kv_chunk
         zeros = torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device)
         self.prompt_mask = zeros.masked_fill(attention_mask == 0, float("-inf"))[:, None, None, :]
         self._query_places = None
@@ -249,13 +355,14 @@ class SharedPrefixCache(DynamicCache):
 def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask=None, scaling: float | None = None, shared_prefix=None, **kwargs):
     """Attention for one decoding step (see the module docstring); ``key``/``value`` are the
-    generated tokens' keys/values returned by the cache, ``shared_prefix`` the cache itself."""
+    generated tokens' keys/values returned by the cache (chunked where the layer's ``chunk`` is
+    set), ``shared_prefix`` the cache itself."""
     cache: SharedPrefixCache = shared_prefix
     layer: SharedPrefixLayer = cache.layers[module.layer_idx]
     rows, heads, q_len, dim = query.shape
     if q_len != 1:
         raise ValueError("shared-prefix attention decodes one token per step")
-    kv_heads = key.shape[1]
+    kv_heads = layer.prompt_keys.shape[1]
     groups = heads // kv_heads  # query heads h·groups … h·groups + groups − 1 share key/value head h
     scale = scaling if scaling is not None else dim ** -0.5
     q = query.reshape(rows, kv_heads, groups, dim)
@@ -268,8 +375,13 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     size = prompts * kv_heads * n * groups
     if cache.fused and not decode_attention.failed:  # the whole step as one compiled kernel (fused.py)
         rows_in = torch.arange(rows, device=q.device) if live is None else live
-        args = (q, places, layer.prompt_keys, layer.prompt_values, cache.prompt_mask, key, value, rows_in)
-        mark_decode_dynamic(*args)
+        if layer.chunk:
+            bias = layer.chunk_bias
+        else:  # the per-row buffer is one chunk of every position
+            key, value = key.unsqueeze(0), value.unsqueeze(0)
+            bias = key.new_zeros(1, key.shape[-2], dtype=torch.float32)
+        args = (q, places, layer.prompt_keys, layer.prompt_values, cache.prompt_mask, key, value, bias, rows_in)
+        mark_decode_dynamic(*args, chunked=bool(layer.chunk))
         out = decode_attention(q, places, n, *args[2:], scale)
         return out.reshape(rows, q_len, heads, dim), None
     block = q.new_empty(size, dim) if len(places) == size else q.new_zeros(size, dim)
@@ -282,6 +394,8 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     # The generated part: each row against its own tokens. The cache's rows are strided views of
     # one buffer; finished rows get zero queries (their outputs are dropped) rather than a copy of
     # every live row's keys and values.
+    if layer.chunk:  # a failed compile left the fused path's chunked cache
+        key, value = layer.generated()
     if live is None:
         out_g, lse_g = attention_with_lse(q, key, value, scale)
     else:
