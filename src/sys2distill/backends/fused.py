@@ -121,8 +121,7 @@ def mark_decode_dynamic(q, places, prompt_keys, prompt_values, prompt_mask, key,
                         chunked: bool = True) -> None:
     """:func:`mark_dynamic` for ``decode_attention``'s rows, prompts, positions and chunks. The chunk
     length stays static, unless the cache is not ``chunked`` (per-row buffers: one chunk of every position)."""
-    chunk = () if chunked else (3,)
+    cache, bias = ((0, 1), (0,)) if chunked else ((0, 1, 3), (0, 1))  # chunks, rows (and chunk length)
     for tensor, dims in ((q, (0,)), (places, (0,)), (prompt_keys, (0, 2)), (prompt_values, (0, 2)),
-                         (prompt_mask, (0, 3)), (key, (0, 1, *chunk)), (value, (0, 1, *chunk)),
-                         (key_bias, (0, *(x - 2 for x in chunk))), (live, (0,))):
+                         (prompt_mask, (0, 3)), (key, cache), (value, cache), (key_bias, bias), (live, (0,))):
         mark_dynamic(tensor, *dims)
