@@ -22,6 +22,7 @@ import torch
 
 from sys2distill.backends.base import SamplingParams
 from sys2distill.backends.hf import HFBackend
+from sys2distill.backends.shared_prefix import KV_CHUNK
 from sys2distill.models import load_model_and_tokenizer
 from sys2distill.tasks import REGISTRY
 
@@ -44,8 +45,6 @@ def warm_up(backend, prompts) -> None:
     """One short sampling call outside the timing: the bf16 path compiles its attention kernel on first
     use (a one-time cost per process, bench/README.md "bf16 decoding"), once for one chunk of generated
     cache and once for more (``shared_prefix.KV_CHUNK`` positions each)."""
-    from sys2distill.backends.shared_prefix import KV_CHUNK
-
     backend.generate(prompts[:2], SamplingParams(n=8, temperature=0.7, top_p=0.95, max_tokens=KV_CHUNK + 2, seed=0))
 
 

@@ -70,6 +70,8 @@ class ReservedLayer(DynamicLayer):
     part, so attention sees exactly the tensors a ``DynamicLayer`` would hold (tested: same tokens).
     """
 
+    rows_dim = 0  # the buffers' row dimension
+
     def __init__(self, reserve: int, **kwargs):
         super().__init__(**kwargs)
         self.reserve = max(1, reserve)
@@ -119,7 +121,7 @@ class ReservedLayer(DynamicLayer):
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self._len:
-            self._k, self._v = self._k.repeat_interleave(repeats, 0), self._v.repeat_interleave(repeats, 0)
+            self._k, self._v = (x.repeat_interleave(repeats, self.rows_dim) for x in (self._k, self._v))
             self._views()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
@@ -128,22 +130,26 @@ class ReservedLayer(DynamicLayer):
         way) copies every kept row with its spare room — ~0.75 GB over 30 layers at 256 rows and
         128 reserved positions. Moving the live rows past the new end into the finished rows'
         places (``hf.compacted_order``) copies at most a quarter of the rows per compaction."""
-        if self._len and len(indices) > self._k.shape[0]:  # rows repeated: a gather
-            self._k, self._v = self._k[indices], self._v[indices]
-            self._views()
-        elif self._len:
+        if not self._len:
+            return
+        rows = self.rows_dim
+        if len(indices) > self._k.shape[rows]:  # rows repeated: a gather
+            self._k, self._v = (x.index_select(rows, indices) for x in (self._k, self._v))
+        else:
             moved = (indices != torch.arange(len(indices), device=indices.device)).nonzero().squeeze(1)
             if len(moved):  # the right side is gathered before the write: overlapping moves are safe
                 src = indices[moved]
-                self._k[moved, :, :self._len] = self._k[src, :, :self._len]
-                self._v[moved, :, :self._len] = self._v[src, :, :self._len]
-            self._k, self._v = self._k[:len(indices)], self._v[:len(indices)]
-            self._views()
+                for filled in (self.keys, self.values):  # views of the buffers' filled positions
+                    filled.index_copy_(rows, moved, filled.index_select(rows, src))
+            self._k, self._v = (x.narrow(rows, 0, len(indices)) for x in (self._k, self._v))
+        self._views()
 
     def crop(self, tokens_to_remove: int) -> None:
-        super().crop(tokens_to_remove)  # validates the argument and shortens the views
+        if tokens_to_remove > 0:  # as DynamicLayer.crop
+            raise ValueError(f"Calling `crop` with a positive value (`{tokens_to_remove}`) is not supported")
         if self._k is not None:
-            self._len = self.keys.shape[-2]
+            self._len = max(0, self._len + tokens_to_remove)
+            self._views()
 
     def reset(self) -> None:
         self._k = self._v = None
@@ -177,14 +183,17 @@ class SharedPrefixLayer(ReservedLayer):
     model's own attention. Later updates store the generated tokens' and return them: in the
     reserved per-row buffer of :class:`ReservedLayer` (``[rows, kv_heads, positions, head_dim]``),
     or with ``chunk`` set, in chunks of that many positions (``[chunks, rows, kv_heads, chunk,
-    head_dim]``, the module docstring), returned with :attr:`chunk_bias`.
+    head_dim]``, the module docstring; :func:`chunk_bias` masks the last one's unfilled end).
     """
 
     def __init__(self, reserve: int):
         super().__init__(reserve)
         self.prompt_keys = self.prompt_values = None  # [prompts, kv_heads, prompt_len, head_dim]
         self.chunk = 0  # positions per chunk of the generated cache; 0: the per-row buffer
-        self.chunk_bias = None  # [chunks, chunk]: 0 for filled positions, -inf for the rest of the last chunk
+
+    @property
+    def rows_dim(self) -> int:
+        return 1 if self.chunk else 0
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if self.prompt_keys is None:
@@ -199,7 +208,8 @@ class SharedPrefixLayer(ReservedLayer):
             if self._k is None or chunk == self._k.shape[0]:
                 self._add_chunks(chunk + max(1, -(-self.reserve // self.chunk)), key_states)
             if slot == 0:  # the unfilled slots are read (and masked): zeros, not stale bytes (see _every_row)
-                self._k[chunk].zero_(), self._v[chunk].zero_()
+                self._k[chunk].zero_()
+                self._v[chunk].zero_()
             self._k[chunk, :, :, slot] = key_states[:, :, position]
             self._v[chunk, :, :, slot] = value_states[:, :, position]
             self._len += 1
@@ -221,7 +231,6 @@ class SharedPrefixLayer(ReservedLayer):
             return super()._views()
         chunks = -(-self._len // self.chunk)
         self.keys, self.values = self._k[:chunks], self._v[:chunks]
-        self.chunk_bias = chunk_bias(self._len, self.chunk, self._k.device)
 
     def generated(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The generated tokens' keys and values as ``[rows, kv_heads, positions, head_dim]``
@@ -229,38 +238,6 @@ class SharedPrefixLayer(ReservedLayer):
         if not self.chunk:
             return super().generated()
         return tuple(x.permute(1, 2, 0, 3, 4).flatten(2, 3)[:, :, :self._len] for x in (self.keys, self.values))
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if not self.chunk:
-            return super().batch_repeat_interleave(repeats)
-        if self._len:
-            self._k, self._v = self._k.repeat_interleave(repeats, 1), self._v.repeat_interleave(repeats, 1)
-            self._views()
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if not self.chunk:
-            return super().batch_select_indices(indices)
-        if self._len and len(indices) > self._k.shape[1]:  # rows repeated: a gather
-            self._k, self._v = self._k[:, indices], self._v[:, indices]
-        elif self._len:  # in place, as ReservedLayer.batch_select_indices, on the filled chunks
-            chunks = self.keys.shape[0]
-            moved = (indices != torch.arange(len(indices), device=indices.device)).nonzero().squeeze(1)
-            if len(moved):
-                src = indices[moved]
-                self._k[:chunks, moved] = self._k[:chunks, src]
-                self._v[:chunks, moved] = self._v[:chunks, src]
-            self._k, self._v = self._k[:, :len(indices)], self._v[:, :len(indices)]
-        if self._len:
-            self._views()
-
-    def crop(self, tokens_to_remove: int) -> None:
-        if not self.chunk:
-            return super().crop(tokens_to_remove)
-        if tokens_to_remove > 0:  # as DynamicLayer.crop
-            raise ValueError(f"Calling `crop` with a positive value (`{tokens_to_remove}`) is not supported")
-        self._len = max(0, self._len + tokens_to_remove)
-        if self._k is not None:
-            self._views()
 
     def get_seq_length(self) -> int:
         prompt = 0 if self.prompt_keys is None else self.prompt_keys.shape[-2]
@@ -375,11 +352,9 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     size = prompts * kv_heads * n * groups
     if cache.fused and not decode_attention.failed:  # the whole step as one compiled kernel (fused.py)
         rows_in = torch.arange(rows, device=q.device) if live is None else live
-        if layer.chunk:
-            bias = layer.chunk_bias
-        else:  # the per-row buffer is one chunk of every position
+        if not layer.chunk:  # the per-row buffer is one chunk of every position
             key, value = key.unsqueeze(0), value.unsqueeze(0)
-            bias = key.new_zeros(1, key.shape[-2], dtype=torch.float32)
+        bias = chunk_bias(layer._len, layer.chunk or layer._len, key.device)
         args = (q, places, layer.prompt_keys, layer.prompt_values, cache.prompt_mask, key, value, bias, rows_in)
         mark_decode_dynamic(*args, chunked=bool(layer.chunk))
         out = decode_attention(q, places, n, *args[2:], scale)
