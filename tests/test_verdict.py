@@ -87,10 +87,29 @@ def test_verdict_warns_when_the_distilled_model_gives_one_answer_to_nearly_every
     assert v.one_answer == ("yes", pytest.approx(0.95), pytest.approx(0.5))
     assert v.sentence.endswith("Caution: Distilled RaR answers “yes” to 95% of the items, and always answering “yes” "
                                "scores 50.0%: it learnt the filter's commonest answer, not the method.")
-    varied = ["yes"] * 35 + ["no"] * 5  # 88%: below the threshold
+    varied = ["yes"] * 35 + ["no"] * 5  # 88%: below the threshold (right on 21, above always "yes")
+    d = [a == g for a, g in zip(varied, golds)]
     v = verdict([bool(x) for x in s1], [bool(x) for x in s2], d, [60.0] * 40, [3.0] * 40,
                 labels=("Distilled RaR", "RaR", "System 1"), d_answers=varied, golds=golds)
     assert v.one_answer is None and "Caution" not in v.sentence
+
+
+def test_verdict_warns_when_the_commonest_gold_answer_beats_the_distilled_model():
+    # 100 items, 57 "no": the distilled model answers both ways, independently of the gold, and is right
+    # on 52 — less than always answering "no" (as the embedded model's first run did).
+    golds = ["no"] * 57 + ["yes"] * 43
+    d = [True] * 39 + [False] * 18 + [True] * 13 + [False] * 30
+    d_answers = [("no" if ok else "yes") if g == "no" else ("yes" if ok else "no") for g, ok in zip(golds, d)]
+    s1, s2 = [True] * 16 + [False] * 84, [True] * 39 + [False] * 61
+    v = verdict(s1, s2, d, [84.0] * 100, [4.5] * 100, labels=("Distilled RaR", "RaR", "System 1"),
+                d_answers=d_answers, golds=golds)
+    assert v.one_answer is None and v.below_constant == ("no", pytest.approx(0.57))
+    assert v.sentence.endswith("Caution: always answering “no” (the commonest gold answer) scores 57.0%, more than "
+                               "Distilled RaR's 52.0%.")
+    better = [True] * 60 + [False] * 40  # 60% beats the constant: no caution
+    v = verdict(s1, s2, better, [84.0] * 100, [4.5] * 100, labels=("Distilled RaR", "RaR", "System 1"),
+                d_answers=d_answers, golds=golds)
+    assert v.below_constant is None and "Caution" not in v.sentence
 
 
 def test_plot_is_a_png(tmp_path):

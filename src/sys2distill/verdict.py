@@ -66,6 +66,9 @@ class Verdict(BaseModel):
     # (answer, share of the test items the distilled model gives it, accuracy of always giving it): set when
     # one answer covers at least ONE_ANSWER_SHARE of the items, a model that learnt a label, not a skill
     one_answer: tuple[str, float, float] | None = None
+    # (the commonest gold answer, accuracy of always giving it): set, when ``one_answer`` is not, where that
+    # constant scores more than the distilled model — answers carrying no more than their format
+    below_constant: tuple[str, float] | None = None
     sentence: str
 
 
@@ -82,7 +85,8 @@ def verdict(s1: list[bool], s2: list[bool], d: list[bool], s2_tokens: list[float
     """``labels`` = (distilled, System 2, System 1); the lists are aligned on the same test items.
 
     ``d_answers`` and ``golds`` (normalised) let the sentence say when the distilled model gives one
-    answer to nearly every item, and what always giving that answer would score.
+    answer to nearly every item, and what always giving that answer would score; ``golds`` alone, when
+    always giving the commonest gold answer would score more than the distilled model.
     """
     n = len(s1)
     if not (n and len(s2) == len(d) == len(s2_tokens) == len(d_tokens) == n):
@@ -101,15 +105,19 @@ def verdict(s1: list[bool], s2: list[bool], d: list[bool], s2_tokens: list[float
     ratio = td / t2 if t2 > 0 else None
     ratio_ci = paired_bootstrap(lambda a, b: b / a if a > 0 else None, [s2_tokens, d_tokens]) if t2 > 0 else None
     accuracy = {system1: sum(s1) / n, system2: sum(s2) / n, distilled: sum(d) / n}
-    one_answer = None
+    one_answer = below_constant = None
     if d_answers and golds:
         answer, count = Counter(d_answers).most_common(1)[0]
         if answer is not None and count >= ONE_ANSWER_SHARE * n:
             one_answer = (answer, count / n, sum(g == answer for g in golds) / n)
+    if golds and not one_answer and any(golds):
+        gold, count = Counter(g for g in golds if g).most_common(1)[0]
+        if count / n > accuracy[distilled]:
+            below_constant = (gold, count / n)
     v = Verdict(distilled=distilled, system2=system2, system1=system1, n=n, accuracy=accuracy, gap=gap,
                 distilled_gain=gain, recovered=recovered, recovered_ci=recovered_ci, items_needed=needed,
                 token_ratio=ratio, token_ratio_ci=ratio_ci, system2_tokens=t2, distilled_tokens=td,
-                one_answer=one_answer, sentence="")
+                one_answer=one_answer, below_constant=below_constant, sentence="")
     v.sentence = sentence(v)
     return v
 
@@ -129,6 +137,10 @@ def sentence(v: Verdict) -> str:
         answer, share, constant = v.one_answer
         caveat = (f" Caution: {v.distilled} answers “{answer}” to {_pct(share)} of the items, and always answering "
                   f"“{answer}” scores {100 * constant:.1f}%: it learnt the filter's commonest answer, not the method.")
+    elif v.below_constant:
+        gold, constant = v.below_constant
+        caveat = (f" Caution: always answering “{gold}” (the commonest gold answer) scores {100 * constant:.1f}%, more "
+                  f"than {v.distilled}'s {100 * v.accuracy[v.distilled]:.1f}%.")
     if v.recovered is not None:
         interval = (f"95% CI {_pct(v.recovered_ci[0])}–{_pct(v.recovered_ci[1])}" if v.recovered_ci
                     else "interval undefined: the gap vanishes in too many resamples")
