@@ -12,6 +12,19 @@ PROMPTS = [[{"role": "user", "content": "Take the last letters of the words in \
            [{"role": "user", "content": "A coin is heads up. Ka flips the coin. Is the coin still heads up?"}]]
 
 
+def native_kernel():
+    """The hand-written bf16 attention kernel: skipped where the CPU lacks AVX512-BF16, a failure where
+    it has it and the kernel does not build (CI's machines have it)."""
+    from sys2distill.backends.native import cpu_flags, decode_attention_kernel
+
+    kernel = decode_attention_kernel()
+    if kernel is None:
+        if "avx512_bf16" in (cpu_flags() or set()):
+            pytest.fail("this CPU has AVX512-BF16, but the native attention kernel did not build (see the warning)")
+        pytest.skip("the native attention kernel needs AVX512-BF16")
+    return kernel
+
+
 @pytest.fixture
 def backend(embedded_tokenizer, tiny_model):
     return HFBackend(loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer), batch_size=4)
@@ -141,14 +154,17 @@ def test_reserved_cache_layer_holds_what_a_dynamic_layer_holds(chunk):
 # ``drop``): from the first step on, or after steps that fill every query slot.
 @pytest.mark.parametrize("finished, drop", [({0: [4], 1: [4], 2: [1, 4, 5], 5: [1]}, 3),
                                             ({2: [4], 3: [1, 4, 5], 6: [1]}, 4)])
-@pytest.mark.parametrize("fused, chunk", [(False, 0), (True, 0), (True, 2), (True, 3)])
-def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(finished, drop, fused, chunk,
+@pytest.mark.parametrize("fused, chunk, native", [(False, 0, False), (True, 0, False), (True, 2, False),
+                                                  (True, 3, False), (True, 3, True), (True, 0, True)])
+def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(finished, drop, fused, chunk, native,
                                                                           monkeypatch):
     """Prompt KV stored once per prompt + generated KV per row, merged by log-sum-exp, must give the
     attention a per-row cache gives: left padding, GQA, growing past the reserve, every row fed or
     finished rows left out of a step, dropped rows and a prompt left without rows. ``fused``: the
     one-kernel step of ``fused.py``, run eagerly here (the compiled kernel: the test below), on
-    per-row buffers or on ``chunk``-position chunks (full and partly filled ones)."""
+    per-row buffers or on ``chunk``-position chunks (full and partly filled ones); ``native``: the
+    hand-written bf16 kernel instead (``native.py``; compared with fp32 attention over the same bf16
+    numbers, to bf16 rounding)."""
     from types import SimpleNamespace
 
     from transformers import LlamaConfig
@@ -161,18 +177,21 @@ def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(fini
     monkeypatch.setattr(shared_prefix, "decode_attention", eager)
 
     torch.manual_seed(0)
-    prompts, n, kv_heads, groups, dim, prompt_len = 3, 4, 2, 3, 8, 6
+    prompts, n, kv_heads, groups, dim, prompt_len = 3, 4, 2, 3, 64 if native else 8, 6
+    dtype = torch.bfloat16 if native else torch.float32
     config = LlamaConfig(num_hidden_layers=1, hidden_size=kv_heads * groups * dim, num_attention_heads=kv_heads * groups,
                          num_key_value_heads=kv_heads)
     cache = SharedPrefixCache(config, reserve=2)
     cache.fused, cache.kv_chunk = fused, chunk
+    cache.native = native_kernel() if native else None
     mask = torch.ones(prompts, prompt_len, dtype=torch.long)
     mask[0, :2] = mask[2, :5] = 0  # left padding
-    pk, pv = torch.randn(prompts, kv_heads, prompt_len, dim), torch.randn(prompts, kv_heads, prompt_len, dim)
+    pk, pv = (torch.randn(prompts, kv_heads, prompt_len, dim, dtype=dtype) for _ in range(2))
     assert cache.update(pk, pv, 0)[0] is pk  # prefill attends with the model's own attention
     cache.start_sampling(n, mask, torch.float32)
+    assert (cache.native is not None) == native
     # Reference: each row holds its prompt's KV and its own generated KV, masked where padded.
-    ref_k, ref_v, ref_mask = pk.repeat_interleave(n, 0), pv.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+    ref_k, ref_v, ref_mask = pk.float().repeat_interleave(n, 0), pv.float().repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
     module = SimpleNamespace(layer_idx=0)
     rows = torch.arange(prompts * n)
     for step in range(drop + 3):
@@ -183,8 +202,8 @@ def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(fini
         batch = len(rows)
         fed = torch.tensor([r for r in range(batch) if r not in finished.get(step, [])])
         cache.decode_rows(fed if len(fed) < batch else None)
-        k, v = torch.randn(batch, kv_heads, 1, dim), torch.randn(batch, kv_heads, 1, dim)
-        q = torch.randn(batch, kv_heads * groups, 1, dim)
+        k, v = (torch.randn(batch, kv_heads, 1, dim, dtype=dtype) for _ in range(2))
+        q = torch.randn(batch, kv_heads * groups, 1, dim, dtype=dtype)
         layer = cache.layers[0]
         if layer._k is not None:  # spare room as a reused buffer may hold it: not even a float
             # (chunked: the chunks not begun; the rest of the current one is zeros, masked)
@@ -198,13 +217,14 @@ def test_shared_prefix_attention_equals_attention_over_each_rows_full_cache(fini
         assert not rows_k[left_out, :, -1].any() and not rows_v[left_out, :, -1].any()  # zeros for finished rows
         torch.testing.assert_close(rows_k[fed, :, -1], k[fed, :, 0], rtol=0, atol=0)
         out, _ = shared_prefix_attention(module, q[fed], gk, gv, scaling=0.3, shared_prefix=cache)
-        ref_k, ref_v = torch.cat([ref_k, k], 2), torch.cat([ref_v, v], 2)
+        ref_k, ref_v = torch.cat([ref_k, k.float()], 2), torch.cat([ref_v, v.float()], 2)
         ref_mask = torch.cat([ref_mask, torch.ones(batch, 1, dtype=torch.long)], 1)
         expected = torch.nn.functional.scaled_dot_product_attention(
-            q, ref_k.repeat_interleave(groups, 1), ref_v.repeat_interleave(groups, 1),
+            q.float(), ref_k.repeat_interleave(groups, 1), ref_v.repeat_interleave(groups, 1),
             attn_mask=ref_mask[:, None, None, :].bool(), scale=0.3)
-        assert out.shape == (len(fed), 1, kv_heads * groups, dim)
-        torch.testing.assert_close(out, expected.transpose(1, 2)[fed], rtol=1e-5, atol=1e-6)
+        assert out.shape == (len(fed), 1, kv_heads * groups, dim) and out.dtype == dtype
+        tol = {"rtol": 2 ** -8, "atol": 1e-5} if native else {"rtol": 1e-5, "atol": 1e-6}  # bf16: one rounding
+        torch.testing.assert_close(out.float(), expected.transpose(1, 2)[fed], **tol)
         assert cache.get_seq_length() == prompt_len + step + 1
 
 
@@ -406,6 +426,86 @@ def test_fused_decoding_gives_the_plain_tokens(embedded_tokenizer, tiny_model, m
     assert [len(cs) for cs in out] == [4, 4, 4] and all(1 <= c.completion_tokens <= 12 for cs in out for c in cs)
 
 
+@pytest.mark.parametrize("dim, groups", [(64, 3), (128, 1), (64, 8)])
+def test_native_decode_attention_equals_fp32_attention(dim, groups):
+    """The hand-written kernel against fp32 attention over the same bf16 numbers, to one bf16 rounding:
+    left padding (a whole masked block of 16 positions included), queries of a subset of the cache's
+    rows in another order, a partly filled last chunk, a chunk filled exactly, and per-row buffers
+    with spare room; shapes it has no variant for are refused."""
+    kernel = native_kernel()
+    torch.manual_seed(0)
+    prompts, samples, kv_heads, prompt_len, chunk = 2, 3, 2, 21, 8
+    rows = prompts * samples
+    pk, pv = (torch.randn(prompts, kv_heads, prompt_len, dim, dtype=torch.bfloat16) for _ in range(2))
+    bias = torch.zeros(prompts, prompt_len)
+    bias[1, :17] = float("-inf")
+    for length, live in ((1, torch.arange(rows)), (8, torch.tensor([4, 0, 5])), (19, torch.tensor([3, 1]))):
+        q = torch.randn(len(live), kv_heads, groups, dim, dtype=torch.bfloat16)
+        prompt_of = live // samples
+        chunks = -(-length // chunk) + 1  # one chunk more than filled, as the cache reserves
+        key, value = (torch.randn(chunks, rows + 1, kv_heads, chunk, dim, dtype=torch.bfloat16)[:, :rows]
+                      for _ in range(2))
+        per_row = [x.permute(1, 2, 0, 3, 4).flatten(2, 3) for x in (key, value)]  # [rows, heads, positions, dim]
+        full_k, full_v = (torch.cat([p_[prompt_of], g[live, :, :length]], 2).float() for p_, g in ((pk, per_row[0]),
+                                                                                                   (pv, per_row[1])))
+        scores = torch.einsum("rhgd,rhpd->rhgp", q.float(), full_k) * 0.125
+        scores[..., :prompt_len] += bias[prompt_of][:, None, None, :]
+        expected = torch.einsum("rhgp,rhpd->rhgd", scores.softmax(-1), full_v)
+        for keys, values in ((key, value), (per_row[0].contiguous(), per_row[1].contiguous())):
+            out = kernel(q, prompt_of, live, pk, pv, bias, keys, values, length, 0.125)
+            assert out.dtype == torch.bfloat16 and out.shape == q.shape
+            torch.testing.assert_close(out.float(), expected, rtol=2 ** -8, atol=1e-5)
+    assert kernel.supports(dim, groups) and not kernel.supports(96, groups) and not kernel.supports(dim, 9)
+    with pytest.raises(ValueError, match="no variant"):
+        kernel(q.new_zeros(len(live), kv_heads, 9, dim), prompt_of, live, pk, pv, bias, key, value, length, 0.125)
+    with pytest.raises(ValueError, match="unexpected"):  # fp32 queries
+        kernel(q.float(), prompt_of, live, pk, pv, bias, key, value, length, 0.125)
+
+
+def test_native_kernel_decodes_as_the_compiled_one_and_is_optional(embedded_tokenizer, tiny_model, monkeypatch,
+                                                                    caplog, tmp_path):
+    """bf16 decoding through the native kernel gives the tokens of fused.py's kernel (fp32 inside and
+    one rounding in both: only summation order differs); a model without a variant for its heads, or
+    a machine where the kernel does not build, decodes through fused.py's kernel, with one warning."""
+    from sys2distill.backends import fused, native, shared_prefix
+
+    kernel = native_kernel()
+    model = tiny_model(embedded_tokenizer, initializer_range=1.0, hidden_size=128).to(torch.bfloat16)  # head_dim 64
+    calls = []
+
+    class Counted:
+        supports = kernel.supports
+
+        def __call__(self, *args):
+            calls.append("native")
+            return kernel(*args)
+    monkeypatch.setattr(native, "_kernel", [Counted()])
+    counted = fused.Fused(lambda *a: calls.append("fused") or fused._decode_attention(*a), compile=False)
+    monkeypatch.setattr(shared_prefix, "decode_attention", counted)
+    fast, compiled = (HFBackend(loaded=(model, embedded_tokenizer), batch_size=8) for _ in range(2))
+    compiled.native_attention = False
+    assert fast.fused and fast.native_attention
+    params = SamplingParams(n=4, temperature=1.0, top_p=0.9, max_tokens=12, seed=3)
+    expected = [[c.text for c in cs] for cs in compiled.generate(PROMPTS, params)]
+    assert calls and set(calls) == {"fused"}
+    calls.clear()
+    assert [[c.text for c in cs] for cs in fast.generate(PROMPTS, params)] == expected
+    assert calls and set(calls) == {"native"}  # the native kernel answered every step
+    calls.clear()
+    narrow = tiny_model(embedded_tokenizer, initializer_range=1.0).to(torch.bfloat16)  # head_dim 8: no variant
+    HFBackend(loaded=(narrow, embedded_tokenizer), batch_size=8).generate(PROMPTS[:1], params)
+    assert calls and set(calls) == {"fused"}
+    monkeypatch.setattr(native, "_kernel", [])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    with caplog.at_level("WARNING"):
+        assert native.decode_attention_kernel() is None and native.decode_attention_kernel() is None
+        calls.clear()
+        assert [[c.text for c in cs] for cs in fast.generate(PROMPTS, params)] == expected
+        assert calls and set(calls) == {"fused"}
+    assert sum("native bf16 attention kernel is unavailable" in r.message for r in caplog.records) == 1
+
+
 # Median nucleus sizes at top-p 0.5 / 0.95: 16k / 44k (full path), 119 / 5.7k, 7 / 412 (second
 # level, 512), 1 / 2 (first level, 64).
 @pytest.mark.parametrize("scale", [0.3, 2.0, 3.0, 10.0])
@@ -421,12 +521,12 @@ def test_top_k_nucleus_sampling_equals_the_full_sort(scale):
         assert torch.equal(full, fast)
 
 
-@pytest.mark.parametrize("scale", [0.3, 2.0, 10.0])
+@pytest.mark.parametrize("scale", [0.3, 2.0, 3.0, 10.0])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_sampling_from_logits_equals_the_softmax_path(scale, dtype):
     """``sample_logits`` (log-sum-exp and block maxima in one compiled pass, probabilities of the top
     tokens only) draws the token of the full-vocabulary nucleus draw from the softmax, with a partial
-    last block, rows whose nucleus is wider than the top k, and compiled or eager. bf16 logits tie
+    last block, rows whose nucleus is wider than the top 16 (then 64: scale 3 has both), and compiled or eager. bf16 logits tie
     often: where the nucleus ends inside a run of equal probabilities, which of them it keeps is
     arbitrary (the full sort and the top-k search may pick differently) — the only rows allowed to differ."""
     from sys2distill.backends import hf

@@ -39,8 +39,10 @@ class BackendConfig(Section):
     device: str = "cpu"
     # hf: sequences (prompts × samples) decoded together, and a bound on their KV cache positions
     # (rows × (prompt + new tokens)); 256 rows decode 1.4× faster than 64 on 2 CPU cores (bench/sampling.py).
-    batch_size: int = Field(256, ge=1)
-    max_batch_tokens: int = Field(65536, ge=1)  # 65,536 positions of SmolLM2-135M's fp32 KV cache ≈ 3 GiB
+    # None: 512 rows and 131,072 positions in bf16 on CPU, 256 and 65,536 elsewhere (either ≈ 3 GiB of
+    # SmolLM2-135M's KV cache).
+    batch_size: int | None = Field(None, ge=1)
+    max_batch_tokens: int | None = Field(None, ge=1)
     # openai: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs)
     base_url: str | None = None  # None: $OPENAI_BASE_URL, else http://127.0.0.1:8000/v1
     # The variable holding the key (a key in the config would land in the run folder); when it is not the
@@ -75,7 +77,7 @@ class GenerationConfig(Section):
     seed: int = 0
     # Sequences (inputs × samples) per checkpointed write: a crash loses at most one chunk. It is
     # also the most the backend sees at once, so it should not be below backend.batch_size.
-    chunk_sequences: int = Field(256, ge=1)
+    chunk_sequences: int = Field(512, ge=1)
     adaptive: bool = False  # Adaptive-Consistency: stop sampling an input once its vote is settled
     adaptive_min_samples: int = Field(3, ge=1)  # samples drawn before the stopping rule may fire
     # beta: P(leader ahead of runner-up) needed to stop; predictive: P(the filter decides on all N

@@ -8,9 +8,9 @@ only the live rows go through the model with the shared prompt cache, and throug
 layer with a per-row cache): the live rows past the new end move into the finished
 rows' places in the cache, so a compaction copies at most a quarter of the rows. On CPUs the
 linear layers run on weights packed once (MKL's sgemm in fp32, oneDNN in bf16), projections of the
-same input as one matmul; in bf16 each decoding step's attention is one kernel compiled by inductor
-(``fused.py``) over a generated cache kept in contiguous chunks, and the sampling head reads the
-logits in one compiled pass. Batches are bounded in rows and in KV cache positions. Measurements:
+same input as one matmul; in bf16 each decoding step's attention is one kernel — hand-written for
+AVX512-BF16 (``native.py``), else compiled by inductor (``fused.py``) — over a generated cache kept in
+contiguous chunks, and the sampling head reads the logits in one compiled pass. Batches are bounded in rows and in KV cache positions. Measurements:
 ``bench/README.md`` (sampling throughput, bf16 decoding).
 """
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 
 import torch
 
 from sys2distill.backends import register_backend
 from sys2distill.backends.base import Messages, SamplingParams
 from sys2distill.backends.fused import Fused, mark_dynamic
+from sys2distill.backends.native import cpu_flags, decode_attention_kernel
 from sys2distill.backends.shared_prefix import KV_CHUNK, SharedPrefixCache, decoding_with_shared_prefix, reserved_cache
 from sys2distill.errors import UserError
 from sys2distill.records import Completion
@@ -33,19 +33,6 @@ from sys2distill.records import Completion
 # CPU feature flags that compute a dtype natively: /proc/cpuinfo "flags" on x86 (AVX512-BF16, AMX),
 # "Features" on Arm. Without them torch emulates the dtype through fp32 at a fraction of fp32's speed.
 NATIVE_CPU_FLAGS = {"bfloat16": {"avx512_bf16", "amx_bf16", "bf16"}, "float16": {"avx512_fp16", "amx_fp16", "fphp"}}
-
-
-def cpu_flags() -> set[str] | None:
-    """This CPU's feature flags from ``/proc/cpuinfo``; ``None`` where there is none (macOS, Windows)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return None
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -332,7 +319,8 @@ logit_summary = Fused(_logit_summary)
 
 
 def sample_logits(logits: torch.Tensor, temperature: float, top_p: float, generators: list[torch.Generator],
-                  k: int = 64, block: int = 64) -> torch.Tensor:
+                  k: int = 16, block: int = 64, max_k: int = 64,
+                  summary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """``sample_top_p(softmax(logits.float() / temperature), top_p, generators)`` without the softmax.
 
     The softmax writes a probability for every row and vocabulary entry, and the top-``k`` search
@@ -342,29 +330,40 @@ def sample_logits(logits: torch.Tensor, temperature: float, top_p: float, genera
     softmax's values up to rounding, so a draw can differ from the softmax path's only where its
     uniform number falls within rounding of a token boundary, or where the nucleus ends inside a run
     of equal probabilities (common with bf16 logits; which of them it keeps is arbitrary either way).
-    Rows whose nucleus reaches past the top ``k`` take the softmax path.
+    Rows whose nucleus reaches past the top ``k`` try again with ``4 × k`` tokens (the same summary) up
+    to ``max_k``, then take the softmax path. Most nuclei are a few tokens: on the coin-flip job one
+    row in ten needs more than 16, one in two hundred more than 64, and the search for 16 is a third
+    of the search for 64 (bench/README.md, "bf16 decoding").
     """
     rows, width = logits.shape
     if top_p >= 1.0 or width // block <= k:
         return sample_top_p(torch.softmax(logits.float() / temperature, -1), top_p, generators, k=k)
-    mark_dynamic(logits, 0)  # rows: every batch size and finished-row count from the first call
-    lse, maxima = logit_summary(logits, temperature, block)
+    if summary is None:
+        mark_dynamic(logits, 0)  # rows: every batch size and finished-row count from the first call
+        summary = logit_summary(logits, temperature, block)
+    lse, maxima = summary
     top, idx = top_k_by_blocks(logits, k, block, maxima)
-    return draw_in_nucleus((top.float() / temperature - lse.unsqueeze(1)).exp(), idx, top_p, generators,
-                           lambda sel, gens: sample_top_p(torch.softmax(logits[sel].float() / temperature, -1),
-                                                          top_p, gens, k=8 * k))
+
+    def wider(sel: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+        if 4 * k <= max_k:
+            return sample_logits(logits[sel], temperature, top_p, gens, 4 * k, block, max_k, (lse[sel], maxima[sel]))
+        return sample_top_p(torch.softmax(logits[sel].float() / temperature, -1), top_p, gens, k=8 * k)
+
+    return draw_in_nucleus((top.float() / temperature - lse.unsqueeze(1)).exp(), idx, top_p, generators, wider)
 
 
 @register_backend("hf")
 class HFBackend:
     """Generate with a transformers causal LM on CPU or GPU.
 
-    ``batch_size`` counts sequences (prompts × samples) decoded together. ``dtype`` ``auto`` is
-    resolved by :func:`resolve_dtype`; ``self.dtype`` is the dtype the model computes in.
+    ``batch_size`` counts sequences (prompts × samples) decoded together, ``max_batch_tokens`` bounds
+    their KV cache positions; ``None``: 512 rows and 131,072 positions on the fused bf16 CPU path (the
+    memory of 65,536 fp32 positions), else 256 and 65,536. ``dtype`` ``auto`` is resolved by
+    :func:`resolve_dtype`; ``self.dtype`` is the dtype the model computes in.
     """
 
     def __init__(self, model: str = "embedded", dtype: str = "auto", device: str = "cpu",
-                 batch_size: int = 256, max_batch_tokens: int = 65536, loaded=None):
+                 batch_size: int | None = None, max_batch_tokens: int | None = None, loaded=None):
         from sys2distill.models import load_model_and_tokenizer, model_identity
 
         self.model_id = model_identity(model)
@@ -372,8 +371,6 @@ class HFBackend:
             loaded = load_model_and_tokenizer(model, resolve_dtype(dtype, device), device)
         self.model, self.tokenizer = loaded
         self.dtype = str(self.model.dtype).removeprefix("torch.")  # what it computes in (an in-process model's own)
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
         # Finished rows stay in the batch until they are a quarter of it: compacting at every
         # finished row was no faster (32 × 8 × 128, in-process A/B: 372 vs 421, 368 vs 374 tok/s).
         self.max_finished_share = 0.25
@@ -400,6 +397,13 @@ class HFBackend:
         self.logits_head = self.fuse_projections = self.fused
         # The fused path's generated cache in chunks read front to back (shared_prefix.py; 0: per-row buffers).
         self.kv_chunk = KV_CHUNK
+        # The fused path's attention by the hand-written kernel where it builds (native.py; else fused.py's).
+        self.native_attention = self.fused
+        # Steps cost a fixed part (Python, op dispatch, per-layer calls) besides their rows': on the fused
+        # path 512 rows decoded the coin-flip job 1.05× faster than 256 (bench/README.md, "bf16 decoding");
+        # in fp32 256 and 512 were level.
+        self.batch_size = batch_size or (512 if self.fused else 256)
+        self.max_batch_tokens = max_batch_tokens or (131072 if self.fused else 65536)
         self._packed: dict = {}  # linear layers → their packed weights, reused across calls
 
     def render(self, messages: Messages) -> str:
@@ -464,6 +468,7 @@ class HFBackend:
         cache = (SharedPrefixCache if shared else reserved_cache)(model.config, params.max_tokens)
         if shared:
             cache.fused, cache.kv_chunk = self.fused, self.kv_chunk
+            cache.native = decode_attention_kernel() if self.fused and self.native_attention else None
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                     **{self._cache_arg: cache}, **self._last_logits_only)
         if shared:  # the prompt cache stays one copy per prompt; attention reads it once for n rows

@@ -267,6 +267,11 @@ class SharedPrefixCache(DynamicCache):
         self._query_places = None  # this step's ``query_places``, shared by every layer
         self.fused = False  # decoding steps through fused.py's compiled attention (set before prefill)
         self.kv_chunk = KV_CHUNK  # with ``fused``: the generated cache's chunk length (0: per-row buffers)
+        # With ``fused``: native.py's kernel instead of fused.py's, where it has a variant for the model's
+        # shapes and dtype (decided at ``start_sampling``); set before prefill.
+        self.native = None
+        self.query_heads = config.num_attention_heads
+        self._query_rows = None  # this step's ``query_rows``
 
     @staticmethod
     def supports(model) -> bool:
@@ -279,14 +284,22 @@ class SharedPrefixCache(DynamicCache):
         """After prefill: every prompt now has ``samples`` rows; ``attention_mask`` is the prompts' 2D mask."""
         self.samples = samples
         self.slot = torch.arange(attention_mask.shape[0] * samples, device=attention_mask.device)
-        if self.fused:  # the compiled attention computes in fp32: the prompt's keys/values converted once (exactly)
+        if self.native is not None:
+            prompt_keys = self.layers[0].prompt_keys
+            kv_heads, dim = prompt_keys.shape[1], prompt_keys.shape[-1]
+            if not (self.fused and prompt_keys.device.type == "cpu" and prompt_keys.dtype == torch.bfloat16
+                    and self.native.supports(dim, self.query_heads // kv_heads)):
+                self.native = None
+        if self.fused:  # both kernels compute in fp32: the mask in fp32, and for fused.py's the prompt's keys/values too
             dtype = torch.float32
             for layer in self.layers:
-                layer.prompt_keys, layer.prompt_values = layer.prompt_keys.float(), layer.prompt_values.float()
+                # (converted once, exactly; the native kernel widens them as it reads, from one block each)
+                convert = torch.Tensor.contiguous if self.native is not None else torch.Tensor.float
+                layer.prompt_keys, layer.prompt_values = convert(layer.prompt_keys), convert(layer.prompt_values)
                 layer.chunk = self.kv_chunk
         zeros = torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device)
         self.prompt_mask = zeros.masked_fill(attention_mask == 0, float("-inf"))[:, None, None, :]
-        self._query_places = None
+        self._query_places = self._query_rows = None
 
     def decode_rows(self, rows: torch.Tensor | None) -> None:
         """The next decoding step feeds the model these cache rows only (``None``: every row, in order).
@@ -298,7 +311,7 @@ class SharedPrefixCache(DynamicCache):
         those rows (zeros to the others) and attention answers for those rows."""
         for layer in self.layers:
             layer.rows, layer.batch = rows, len(self.slot)
-        self._query_places = None
+        self._query_places = self._query_rows = None
 
     def query_places(self, rows: torch.Tensor | None, kv_heads: int, groups: int) -> torch.Tensor:
         """Where each query of this step goes in the prompts' query blocks: the flat index, in a
@@ -314,6 +327,13 @@ class SharedPrefixCache(DynamicCache):
             self._query_places = places.reshape(-1)
         return self._query_places
 
+    def query_rows(self, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's queries' prompts and cache rows (``rows``, or all in order); computed once per step."""
+        if self._query_rows is None:
+            cache_rows = torch.arange(len(self.slot), device=self.slot.device) if rows is None else rows
+            self._query_rows = (self.slot[cache_rows].div(self.samples, rounding_mode="floor"), cache_rows)
+        return self._query_rows
+
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Row ``i`` becomes row ``indices[i]`` (any order); prompts left without rows are dropped too."""
         slot = self.slot[indices]
@@ -324,7 +344,7 @@ class SharedPrefixCache(DynamicCache):
             self.prompt_mask = self.prompt_mask[prompts]
             slot = torch.searchsorted(kept, prompt) * self.samples + slot % self.samples
         self.slot = slot
-        self._query_places = None
+        self._query_places = self._query_rows = None
         for layer in self.layers:
             layer.select_rows(indices, prompts)
 
@@ -348,6 +368,11 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     # The prompt part: all of a prompt's rows against its keys at once. Slots without a query
     # (finished or dropped rows) get zeros, as stale bytes can be slow denormals; with every slot
     # filled nothing needs zeroing.
+    if cache.native is not None:  # the hand-written kernel (native.py)
+        prompt_of, cache_rows = cache.query_rows(live)
+        out = cache.native(q, prompt_of, cache_rows, layer.prompt_keys, layer.prompt_values,
+                           cache.prompt_mask.view(prompts, -1), key, value, layer._len, scale)
+        return out.reshape(rows, q_len, heads, dim), None
     places = cache.query_places(live, kv_heads, groups)
     size = prompts * kv_heads * n * groups
     if cache.fused and not decode_attention.failed:  # the whole step as one compiled kernel (fused.py)
