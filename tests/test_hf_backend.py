@@ -13,16 +13,16 @@ PROMPTS = [[{"role": "user", "content": "Take the last letters of the words in \
 
 
 def native_kernel():
-    """The hand-written bf16 attention kernel: skipped where the CPU lacks AVX512-BF16, a failure where
-    it has it and the kernel does not build (CI's machines have it)."""
-    from sys2distill.backends.native import cpu_flags, decode_attention_kernel
+    """The hand-written bf16 kernels: skipped where the CPU lacks AVX512-BF16, a failure where it has
+    it and they do not build (CI's machines have it)."""
+    from sys2distill.backends.native import cpu_flags, native_kernels
 
-    kernel = decode_attention_kernel()
-    if kernel is None:
+    kernels = native_kernels()
+    if kernels is None:
         if "avx512_bf16" in (cpu_flags() or set()):
-            pytest.fail("this CPU has AVX512-BF16, but the native attention kernel did not build (see the warning)")
-        pytest.skip("the native attention kernel needs AVX512-BF16")
-    return kernel
+            pytest.fail("this CPU has AVX512-BF16, but the native kernels did not build (see the warning)")
+        pytest.skip("the native kernels need AVX512-BF16")
+    return kernels
 
 
 @pytest.fixture
@@ -452,21 +452,23 @@ def test_native_decode_attention_equals_fp32_attention(dim, groups):
         scores[..., :prompt_len] += bias[prompt_of][:, None, None, :]
         expected = torch.einsum("rhgp,rhpd->rhgd", scores.softmax(-1), full_v)
         for keys, values in ((key, value), (per_row[0].contiguous(), per_row[1].contiguous())):
-            out = kernel(q, prompt_of, live, pk, pv, bias, keys, values, length, 0.125)
+            out = kernel.attention(q, prompt_of, live, pk, pv, bias, keys, values, length, 0.125)
             assert out.dtype == torch.bfloat16 and out.shape == q.shape
             torch.testing.assert_close(out.float(), expected, rtol=2 ** -8, atol=1e-5)
-    assert kernel.supports(dim, groups) and not kernel.supports(96, groups) and not kernel.supports(dim, 9)
+    assert kernel.supports_attention(dim, groups) and not kernel.supports_attention(96, groups) \
+        and not kernel.supports_attention(dim, 9)
     with pytest.raises(ValueError, match="no variant"):
-        kernel(q.new_zeros(len(live), kv_heads, 9, dim), prompt_of, live, pk, pv, bias, key, value, length, 0.125)
+        kernel.attention(q.new_zeros(len(live), kv_heads, 9, dim), prompt_of, live, pk, pv, bias, key, value, length, 0.125)
     with pytest.raises(ValueError, match="unexpected"):  # fp32 queries
-        kernel(q.float(), prompt_of, live, pk, pv, bias, key, value, length, 0.125)
+        kernel.attention(q.float(), prompt_of, live, pk, pv, bias, key, value, length, 0.125)
 
 
 def test_native_kernel_decodes_as_the_compiled_one_and_is_optional(embedded_tokenizer, tiny_model, monkeypatch,
                                                                     caplog, tmp_path):
-    """bf16 decoding through the native kernel gives the tokens of fused.py's kernel (fp32 inside and
-    one rounding in both: only summation order differs); a model without a variant for its heads, or
-    a machine where the kernel does not build, decodes through fused.py's kernel, with one warning."""
+    """bf16 decoding through the native kernels gives the tokens of fused.py's kernel and the eager ops
+    (fp32 inside and the same roundings: only summation order differs); a model without an attention
+    variant for its heads, or a machine where the kernels do not build, decodes through fused.py's
+    kernel, with one warning."""
     from sys2distill.backends import fused, native, shared_prefix
 
     kernel = native_kernel()
@@ -474,17 +476,17 @@ def test_native_kernel_decodes_as_the_compiled_one_and_is_optional(embedded_toke
     calls = []
 
     class Counted:
-        supports = kernel.supports
+        supports_attention, rms_norm, silu_mul = kernel.supports_attention, kernel.rms_norm, kernel.silu_mul
 
-        def __call__(self, *args):
+        def attention(self, *args):
             calls.append("native")
-            return kernel(*args)
+            return kernel.attention(*args)
     monkeypatch.setattr(native, "_kernel", [Counted()])
     counted = fused.Fused(lambda *a: calls.append("fused") or fused._decode_attention(*a), compile=False)
     monkeypatch.setattr(shared_prefix, "decode_attention", counted)
     fast, compiled = (HFBackend(loaded=(model, embedded_tokenizer), batch_size=8) for _ in range(2))
-    compiled.native_attention = False
-    assert fast.fused and fast.native_attention
+    compiled.native_attention = compiled.native_elementwise = False
+    assert fast.fused and fast.native_attention and fast.native_elementwise
     params = SamplingParams(n=4, temperature=1.0, top_p=0.9, max_tokens=12, seed=3)
     expected = [[c.text for c in cs] for cs in compiled.generate(PROMPTS, params)]
     assert calls and set(calls) == {"fused"}
@@ -499,11 +501,53 @@ def test_native_kernel_decodes_as_the_compiled_one_and_is_optional(embedded_toke
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     with caplog.at_level("WARNING"):
-        assert native.decode_attention_kernel() is None and native.decode_attention_kernel() is None
+        assert native.native_kernels() is None and native.native_kernels() is None
         calls.clear()
         assert [[c.text for c in cs] for cs in fast.generate(PROMPTS, params)] == expected
         assert calls and set(calls) == {"fused"}
-    assert sum("native bf16 attention kernel is unavailable" in r.message for r in caplog.records) == 1
+    assert sum("native bf16 kernels are unavailable" in r.message for r in caplog.records) == 1
+
+
+def test_native_norm_and_mlp_give_the_eager_outputs(embedded_tokenizer, tiny_model):
+    """RMSNorm and SiLU(gate) · up on the native kernels: the eager ops' values (all but rare last-bit
+    flips from the variance's summation order), on rows of any stride and widths that are not a
+    multiple of 16; a norm of another formula or an MLP with another activation keeps its own forward,
+    and every forward is restored afterwards."""
+    from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
+
+    from sys2distill.backends.hf import native_norms_and_mlps
+
+    kernels = native_kernel()
+    torch.manual_seed(0)
+    for width in (576, 37):
+        norm = LlamaRMSNorm(width, eps=1e-5).to(torch.bfloat16)
+        norm.weight.data.normal_()
+        x = (torch.randn(9, 2 * width) * 3).to(torch.bfloat16)[:, :width]  # rows 2 × width apart
+        expected = norm(x)
+        out = kernels.rms_norm(x, norm.weight, norm.variance_epsilon)
+        torch.testing.assert_close(out.float(), expected.float(), rtol=2 ** -7, atol=0)
+        assert (out == expected).float().mean() > 0.99
+        gate_up = (torch.randn(9, 2 * width) * 4).to(torch.bfloat16)
+        gate, up = gate_up[:, :width], gate_up[:, width:]  # columns of one matmul, as fused projections give
+        expected = torch.nn.functional.silu(gate) * up
+        out = kernels.silu_mul(gate, up)
+        torch.testing.assert_close(out.float(), expected.float(), rtol=2 ** -7, atol=1e-30)
+        assert (out == expected).float().mean() > 0.99
+
+    class OnePlusNorm(LlamaRMSNorm):  # Gemma's formula
+        def forward(self, x):
+            return super().forward(x) * (1 + self.weight) / self.weight
+
+    model = tiny_model(embedded_tokenizer, hidden_size=64).to(torch.bfloat16)
+    config = model.config
+    model.model.layers[1].mlp = LlamaMLP(config.__class__(**{**config.to_dict(), "hidden_act": "gelu"})).to(torch.bfloat16)
+    model.model.norm = OnePlusNorm(64).to(torch.bfloat16)
+    model.model.norm.weight.data.normal_()
+    with native_norms_and_mlps(model, kernels):
+        switched = {name for name, m in model.named_modules() if "forward" in vars(m)}
+    assert switched == {"model.layers.0.input_layernorm", "model.layers.0.post_attention_layernorm", "model.layers.0.mlp",
+                        "model.layers.1.input_layernorm", "model.layers.1.post_attention_layernorm"}
+    assert not any("forward" in vars(m) for m in model.modules())
 
 
 # Median nucleus sizes at top-p 0.5 / 0.95: 16k / 44k (full path), 119 / 5.7k, 7 / 412 (second

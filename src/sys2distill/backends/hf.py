@@ -25,7 +25,7 @@ import torch
 from sys2distill.backends import register_backend
 from sys2distill.backends.base import Messages, SamplingParams
 from sys2distill.backends.fused import Fused, mark_dynamic
-from sys2distill.backends.native import cpu_flags, decode_attention_kernel
+from sys2distill.backends.native import NativeKernels, cpu_flags, native_kernels
 from sys2distill.backends.shared_prefix import KV_CHUNK, SharedPrefixCache, decoding_with_shared_prefix, reserved_cache
 from sys2distill.errors import UserError
 from sys2distill.records import Completion
@@ -198,6 +198,50 @@ def packed_linear_weights(model, packed: dict, rows: int, fuse: bool = True):
         bias = None if module.bias is None else module.bias.detach()
         module.forward = lambda x, weight=weight, blocks=blocks, bias=bias: matmul(x, weight, blocks, bias)
         patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+
+
+@contextmanager
+def native_norms_and_mlps(model, kernels: NativeKernels):
+    """Run the model's RMSNorm layers and gated SiLU MLPs on ``native.py``'s bf16 kernels: one pass
+    each instead of the eager ops' five to eight (each dispatched, each writing its output; in a
+    decoding step at a few hundred rows their dispatch is most of their cost).
+
+    A module is switched only where the kernel reproduces its own output on a probe input to within
+    bf16 rounding (the kernels keep the eager ops' roundings; only the order of the variance's sum and
+    SiLU's formula differ): an RMSNorm of another formula (Gemma's ``1 + weight``) or an MLP with
+    another activation keeps its forward. Inputs other than bf16 on CPU take the module's own forward.
+    """
+    patched = []
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    for module in model.modules():
+        weight, eps = getattr(module, "weight", None), getattr(module, "variance_epsilon", None)
+        if isinstance(weight, torch.Tensor) and weight.dim() == 1 and isinstance(eps, float) \
+                and weight.dtype == torch.bfloat16 and weight.device.type == "cpu":
+            def forward(x, module=module):
+                if x.dtype != torch.bfloat16 or x.device.type != "cpu":
+                    return type(module).forward(module, x)
+                return kernels.rms_norm(x, module.weight, module.variance_epsilon)
+            size = weight.shape[0]
+        elif all(type(getattr(module, name, None)) is torch.nn.Linear for name in ("gate_proj", "up_proj", "down_proj")) \
+                and module.gate_proj.weight.dtype == torch.bfloat16 and module.gate_proj.weight.device.type == "cpu":
+            def forward(x, module=module):
+                if x.dtype != torch.bfloat16 or x.device.type != "cpu":
+                    return type(module).forward(module, x)
+                return module.down_proj(kernels.silu_mul(module.gate_proj(x), module.up_proj(x)))
+            size = module.gate_proj.in_features
+        else:
+            continue
+        probe = torch.randn(3, size, generator=generator).to(torch.bfloat16)
+        with torch.inference_mode():
+            same = torch.allclose(forward(probe).float(), module(probe).float(), rtol=2 ** -6, atol=2 ** -6)
+        if same:
+            module.forward = forward
+            patched.append(module)
     try:
         yield
     finally:
@@ -397,8 +441,9 @@ class HFBackend:
         self.logits_head = self.fuse_projections = self.fused
         # The fused path's generated cache in chunks read front to back (shared_prefix.py; 0: per-row buffers).
         self.kv_chunk = KV_CHUNK
-        # The fused path's attention by the hand-written kernel where it builds (native.py; else fused.py's).
-        self.native_attention = self.fused
+        # The fused path's attention, RMSNorm and SiLU·up by the hand-written kernels where they build
+        # (native.py; else fused.py's attention and the eager ops).
+        self.native_attention = self.native_elementwise = self.fused
         # Steps cost a fixed part (Python, op dispatch, per-layer calls) besides their rows': on the fused
         # path 512 rows decoded the coin-flip job 1.05× faster than 256 (bench/README.md, "bf16 decoding");
         # in fp32 256 and 512 were level.
@@ -423,7 +468,8 @@ class HFBackend:
                                 prompt_copies=1 if self.shared_prefix and n > 1 else n)
         packing = nullcontext() if not self.pack_weights else \
             packed_linear_weights(self.model, self._packed, self.batch_size, self.fuse_projections)
-        with packing:
+        kernels = native_kernels() if self.fused and self.native_elementwise else None
+        with packing, native_norms_and_mlps(self.model, kernels) if kernels else nullcontext():
             for idx in batches:
                 batch = self._generate_batch([texts[i] for i in idx], [ids[i] for i in idx], n, params)
                 for i, comps in zip(idx, batch):
@@ -468,7 +514,7 @@ class HFBackend:
         cache = (SharedPrefixCache if shared else reserved_cache)(model.config, params.max_tokens)
         if shared:
             cache.fused, cache.kv_chunk = self.fused, self.kv_chunk
-            cache.native = decode_attention_kernel() if self.fused and self.native_attention else None
+            cache.native = native_kernels() if self.fused and self.native_attention else None
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                     **{self._cache_arg: cache}, **self._last_logits_only)
         if shared:  # the prompt cache stays one copy per prompt; attention reads it once for n rows

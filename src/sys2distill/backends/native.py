@@ -1,19 +1,20 @@
-"""A hand-written CPU kernel for the bf16 decoding step's attention, compiled on first use.
+"""Hand-written CPU kernels for the bf16 decoding step, compiled on first use.
 
 Each bf16 decoding step attends, for every row and key/value head, to the prompt's keys (stored once
-per prompt) and to the row's generated keys (``shared_prefix.py``). ``decode_attention.cpp`` does
-it in one pass per (row, head) with AVX512-BF16 dot products and an online softmax in fp32, one
+per prompt) and to the row's generated keys (``shared_prefix.py``). ``decode_kernels.cpp`` does it
+in one pass per (row, head) with AVX512-BF16 dot products and an online softmax in fp32, one
 rounding at the end — what ``fused.py``'s compiled kernel computes, in fewer instructions: inductor
 reduces each 64-wide dot product and converts each key to fp32 separately, and splits the prompt
-part off into small matrix products (measurements: bench/README.md, "bf16 decoding"). There is no
-maintained library for this on CPUs: FlashInfer's cascade attention is GPU-only and vLLM's CPU
-kernels are internal to vLLM.
+part off into small matrix products. RMSNorm and the gated MLP's SiLU(gate) · up are one pass each
+instead of five to eight eager ops, each dispatched and each writing its output (measurements:
+bench/README.md, "bf16 decoding"). There is no maintained library for these on CPUs: FlashInfer's
+cascade attention is GPU-only and vLLM's CPU kernels are internal to vLLM.
 
 The source is compiled with the system C++ compiler (``$CXX``, else ``c++``; about a second) into
 ``$XDG_CACHE_HOME/sys2distill/kernels`` (``~/.cache/...``), named by a hash of the source, flags and
 compiler, and loaded with ``ctypes``; it runs on torch's OpenMP threads (same ``libgomp``). Where
-the CPU lacks AVX512-BF16, or compiling or loading fails, :func:`decode_attention_kernel` says so
-once and returns ``None``: the callers keep the compiled (``fused.py``) kernel.
+the CPU lacks AVX512-BF16, or compiling or loading fails, :func:`native_kernels` says so once and
+returns ``None``: the callers keep fused.py's compiled attention and the eager ops.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("decode_attention.cpp")
+SOURCE = Path(__file__).with_name("decode_kernels.cpp")
 # The instruction sets the kernel uses, named rather than -march=native: the cached library then
 # runs on any CPU with them, whichever machine of a cluster compiled it.
 FLAGS = ["-O3", "-std=c++17", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma",
@@ -68,7 +69,7 @@ def build(directory: Path | None = None) -> Path:
         raise RuntimeError(f"{compiler} does not run: {e}") from e
     digest = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, version]).encode()).hexdigest()[:16]
     directory = directory or kernel_dir()
-    library = directory / f"decode_attention-{digest}.so"
+    library = directory / f"decode_kernels-{digest}.so"
     if library.exists():
         return library
     directory.mkdir(parents=True, exist_ok=True)
@@ -87,8 +88,8 @@ def build(directory: Path | None = None) -> Path:
     return library
 
 
-class DecodeAttentionKernel:
-    """``decode_attention.cpp`` through ``ctypes``; see :meth:`__call__`."""
+class NativeKernels:
+    """``decode_kernels.cpp`` through ``ctypes``."""
 
     def __init__(self, library: Path):
         lib = ctypes.CDLL(str(library))
@@ -99,11 +100,42 @@ class DecodeAttentionKernel:
         self._run.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, ptr, ptr, ptr, i64, ptr, ptr, i64, i64, i64, i64,
                               i64, ctypes.c_float, ptr, ctypes.c_int]
         self._run.restype = ctypes.c_int
+        self._rms_norm = lib.rms_norm
+        self._rms_norm.argtypes = [ptr, i64, i64, i64, ptr, ctypes.c_float, ptr, ctypes.c_int]
+        self._silu_mul = lib.silu_mul
+        self._silu_mul.argtypes = [ptr, i64, ptr, i64, i64, i64, ptr, ctypes.c_int]
 
-    def supports(self, head_dim: int, groups: int) -> bool:
+    def supports_attention(self, head_dim: int, groups: int) -> bool:
         return bool(self._supports(head_dim, groups))
 
-    def __call__(self, query: torch.Tensor, prompt_of: torch.Tensor, cache_row: torch.Tensor,
+    @staticmethod
+    def _rows(x: torch.Tensor) -> torch.Tensor:
+        """``x`` as ``[rows, last dim]`` with unit stride along the last dimension (a view where one exists)."""
+        flat = x.reshape(-1, x.shape[-1])
+        return flat if flat.stride(-1) == 1 else flat.contiguous()
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        """transformers' Llama RMSNorm of bf16 ``x`` (``[..., dim]``) in one pass."""
+        if not (x.dtype == weight.dtype == torch.bfloat16 and weight.is_contiguous() and weight.shape == x.shape[-1:]):
+            raise ValueError("rms_norm: bf16 input and weight of its last dimension")
+        flat = self._rows(x)
+        out = torch.empty(flat.shape, dtype=x.dtype, device=x.device)
+        self._rms_norm(flat.data_ptr(), flat.shape[0], flat.shape[1], flat.stride(0), weight.data_ptr(), eps,
+                       out.data_ptr(), torch.get_num_threads())
+        return out.view(x.shape)
+
+    def silu_mul(self, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        """``silu(gate) * up`` in bf16 with the eager ops' two roundings, in one pass (rows of any stride:
+        the columns of a fused gate/up projection are read in place)."""
+        if not (gate.dtype == up.dtype == torch.bfloat16 and gate.shape == up.shape):
+            raise ValueError("silu_mul: bf16 gate and up of one shape")
+        g, u = self._rows(gate), self._rows(up)
+        out = torch.empty(g.shape, dtype=gate.dtype, device=gate.device)
+        self._silu_mul(g.data_ptr(), g.stride(0), u.data_ptr(), u.stride(0), g.shape[0], g.shape[1], out.data_ptr(),
+                       torch.get_num_threads())
+        return out.view(gate.shape)
+
+    def attention(self, query: torch.Tensor, prompt_of: torch.Tensor, cache_row: torch.Tensor,
                  prompt_keys: torch.Tensor, prompt_values: torch.Tensor, prompt_bias: torch.Tensor,
                  keys: torch.Tensor, values: torch.Tensor, length: int, scale: float) -> torch.Tensor:
         """Attention output ``[rows, kv_heads, groups, dim]`` (bf16) of ``query`` (same shape): query row
@@ -135,12 +167,12 @@ class DecodeAttentionKernel:
         return out
 
 
-_kernel: list = []  # [] until first asked; then [kernel or None]
+_kernel: list = []  # [] until first asked; then [kernels or None]
 _lock = threading.Lock()
 
 
-def decode_attention_kernel() -> DecodeAttentionKernel | None:
-    """The kernel, built and loaded on first call; ``None`` (with one warning, where it should have
+def native_kernels() -> NativeKernels | None:
+    """The kernels, built and loaded on first call; ``None`` (with one warning, where they should have
     worked) on CPUs without AVX512-BF16, without a C++ compiler or where building fails."""
     with _lock:
         if not _kernel:
@@ -148,9 +180,9 @@ def decode_attention_kernel() -> DecodeAttentionKernel | None:
             kernel = None
             if "avx512_bf16" in flags:
                 try:
-                    kernel = DecodeAttentionKernel(build())
+                    kernel = NativeKernels(build())
                 except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-                    log.warning("the native bf16 attention kernel is unavailable (%s); using the compiled one",
+                    log.warning("the native bf16 kernels are unavailable (%s); using the compiled and eager ops",
                                 str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
             _kernel.append(kernel)
         return _kernel[0]

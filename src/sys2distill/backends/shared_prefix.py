@@ -288,7 +288,7 @@ class SharedPrefixCache(DynamicCache):
             prompt_keys = self.layers[0].prompt_keys
             kv_heads, dim = prompt_keys.shape[1], prompt_keys.shape[-1]
             if not (self.fused and prompt_keys.device.type == "cpu" and prompt_keys.dtype == torch.bfloat16
-                    and self.native.supports(dim, self.query_heads // kv_heads)):
+                    and self.native.supports_attention(dim, self.query_heads // kv_heads)):
                 self.native = None
         if self.fused:  # both kernels compute in fp32: the mask in fp32, and for fused.py's the prompt's keys/values too
             dtype = torch.float32
@@ -370,8 +370,8 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     # filled nothing needs zeroing.
     if cache.native is not None:  # the hand-written kernel (native.py)
         prompt_of, cache_rows = cache.query_rows(live)
-        out = cache.native(q, prompt_of, cache_rows, layer.prompt_keys, layer.prompt_values,
-                           cache.prompt_mask.view(prompts, -1), key, value, layer._len, scale)
+        out = cache.native.attention(q, prompt_of, cache_rows, layer.prompt_keys, layer.prompt_values,
+                                     cache.prompt_mask.view(prompts, -1), key, value, layer._len, scale)
         return out.reshape(rows, q_len, heads, dim), None
     places = cache.query_places(live, kv_heads, groups)
     size = prompts * kv_heads * n * groups

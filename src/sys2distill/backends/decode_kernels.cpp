@@ -1,15 +1,19 @@
-// One decoding step of shared-prefix attention in bf16 on AVX512-BF16 CPUs (native.py loads it).
+// Kernels of a bf16 decoding step on AVX512-BF16 CPUs (native.py compiles and loads them).
 //
-// For each query row r and key/value head h: the G queries of that head (grouped-query attention)
-// attend to the prompt's keys (stored once per prompt, left padding masked by an additive bias) and
-// then to the row's generated keys (chunked: [chunks, rows, heads, chunk, dim], positions < length).
-// One pass with an online softmax (FlashAttention's running max and sum) in fp32; the scores are
-// bf16 x bf16 dot products accumulated in fp32 (vdpbf16ps: exact products), the probabilities stay
-// fp32 against values widened to fp32, and the output is rounded to bf16 once (nearest even).
-// Tasks (row, head) are split over OpenMP threads; the caller passes torch's thread count.
+// decode_attention: one decoding step of shared-prefix attention. For each query row r and key/value
+// head h, the G queries of that head (grouped-query attention) attend to the prompt's keys (stored
+// once per prompt, left padding masked by an additive bias) and then to the row's generated keys
+// (chunked: [chunks, rows, heads, chunk, dim], positions < length). One pass with an online softmax
+// (FlashAttention's running max and sum) in fp32; the scores are bf16 x bf16 dot products accumulated
+// in fp32 (vdpbf16ps: exact products), the probabilities stay fp32 against values widened to fp32,
+// and the output is rounded to bf16 once (nearest even).
+// rms_norm, silu_mul: transformers' Llama RMSNorm and SiLU(gate) * up in one pass each, with the
+// eager ops' roundings to bf16 (only the order of the variance's sum and SiLU's formula differ).
+// Work is split over OpenMP threads; the caller passes torch's thread count.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace {
@@ -165,9 +169,57 @@ int dispatch_groups(const Args& a, int64_t groups) {
   }
 }
 
+inline __m512 widen_masked(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+inline void store_bf16(uint16_t* p, __m512 x, __mmask16 m) { _mm256_mask_storeu_epi16(p, m, (__m256i)_mm512_cvtneps_pbh(x)); }
+inline __m512 round_bf16(__m512 x) {  // to bf16 and back: the rounding of an eager bf16 op's output
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x)), 16));
+}
+inline __mmask16 tail(int64_t i, int64_t n) { return n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1); }
+
 }  // namespace
 
 extern "C" {
+
+// out[r] = weight * bf16(x[r] * rsqrt(mean(x[r]^2) + eps)), rounded to bf16 (x rows `stride` apart).
+void rms_norm(const uint16_t* x, int64_t rows, int64_t dim, int64_t stride, const uint16_t* weight, float eps,
+              uint16_t* out, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (rows * dim >= 65536)
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* xr = x + r * stride;
+    __m512 squares = _mm512_setzero_ps();
+    for (int64_t i = 0; i < dim; i += 16) {
+      const __m512 v = widen_masked(xr + i, tail(i, dim));
+      squares = _mm512_fmadd_ps(v, v, squares);
+    }
+    const __m512 scale = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(squares) / float(dim) + eps));
+    for (int64_t i = 0; i < dim; i += 16) {
+      const __mmask16 m = tail(i, dim);
+      const __m512 h = round_bf16(_mm512_mul_ps(widen_masked(xr + i, m), scale));
+      store_bf16(out + r * dim + i, _mm512_mul_ps(widen_masked(weight + i, m), h), m);
+    }
+  }
+}
+
+// out[r] = bf16(bf16(silu(gate[r])) * up[r]) (gate and up rows `gate_stride` / `up_stride` apart).
+void silu_mul(const uint16_t* gate, int64_t gate_stride, const uint16_t* up, int64_t up_stride, int64_t rows,
+              int64_t dim, uint16_t* out, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (rows * dim >= 65536)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < dim; i += 16) {
+      const __mmask16 m = tail(i, dim);
+      const __m512 g = widen_masked(gate + r * gate_stride + i, m);
+      // silu(g) = g / (1 + e^-g) for g >= 0, g e^g / (1 + e^g) below: e^-|g| never overflows.
+      const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(g)));
+      const __mmask16 negative = _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ);
+      const __m512 numerator = _mm512_mask_mul_ps(g, negative, g, e);
+      const __m512 silu = round_bf16(_mm512_div_ps(numerator, _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+      store_bf16(out + r * dim + i, _mm512_mul_ps(silu, widen_masked(up + r * up_stride + i, m)), m);
+    }
+  }
+}
+
 
 // Whether (head_dim, groups) has a compiled variant: the Python side asks before using the kernel.
 int decode_attention_supports(int64_t head_dim, int64_t groups) {
