@@ -476,7 +476,8 @@ def test_native_kernel_decodes_as_the_compiled_one_and_is_optional(embedded_toke
     calls = []
 
     class Counted:
-        supports_attention, rms_norm, silu_mul = kernel.supports_attention, kernel.rms_norm, kernel.silu_mul
+        def __getattr__(self, name):  # the elementwise kernels as they are
+            return getattr(kernel, name)
 
         def attention(self, *args):
             calls.append("native")
@@ -508,14 +509,16 @@ def test_native_kernel_decodes_as_the_compiled_one_and_is_optional(embedded_toke
     assert sum("native bf16 kernels are unavailable" in r.message for r in caplog.records) == 1
 
 
-def test_native_norm_and_mlp_give_the_eager_outputs(embedded_tokenizer, tiny_model):
+def test_native_elementwise_kernels_give_the_eager_outputs(embedded_tokenizer, tiny_model):
     """RMSNorm and SiLU(gate) · up on the native kernels: the eager ops' values (all but rare last-bit
     flips from the variance's summation order), on rows of any stride and widths that are not a
-    multiple of 16; a norm of another formula or an MLP with another activation keeps its own forward,
-    and every forward is restored afterwards."""
+    multiple of 16; the rotary embedding bit for bit, on transposed queries. A norm of another formula
+    or an MLP with another activation keeps its own forward, rotary inputs the kernel does not take
+    (cos and sin broadcast over the batch) go to the original function, and everything is restored."""
+    from transformers.models.llama import modeling_llama
     from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
 
-    from sys2distill.backends.hf import native_norms_and_mlps
+    from sys2distill.backends.hf import native_elementwise
 
     kernels = native_kernel()
     torch.manual_seed(0)
@@ -538,16 +541,27 @@ def test_native_norm_and_mlp_give_the_eager_outputs(embedded_tokenizer, tiny_mod
         def forward(self, x):
             return super().forward(x) * (1 + self.weight) / self.weight
 
-    model = tiny_model(embedded_tokenizer, hidden_size=64).to(torch.bfloat16)
+    q = (torch.randn(3, 5, 4, 64) * 4).to(torch.bfloat16).transpose(1, 2)  # [batch, heads, seq, dim], transposed
+    k = (torch.randn(3, 5, 2, 64) * 4).to(torch.bfloat16).transpose(1, 2)
+    cos, sin = (torch.randn(3, 5, 64).to(torch.bfloat16) for _ in range(2))
+    expected = modeling_llama.apply_rotary_pos_emb(q, k, cos, sin)
+    assert torch.equal(kernels.rotary(q, cos, sin), expected[0]) and torch.equal(kernels.rotary(k, cos, sin), expected[1])
+
+    model = tiny_model(embedded_tokenizer, hidden_size=128).to(torch.bfloat16)  # head_dim 64
     config = model.config
     model.model.layers[1].mlp = LlamaMLP(config.__class__(**{**config.to_dict(), "hidden_act": "gelu"})).to(torch.bfloat16)
-    model.model.norm = OnePlusNorm(64).to(torch.bfloat16)
+    model.model.norm = OnePlusNorm(128).to(torch.bfloat16)
     model.model.norm.weight.data.normal_()
-    with native_norms_and_mlps(model, kernels):
+    original = modeling_llama.apply_rotary_pos_emb
+    with native_elementwise(model, kernels):
         switched = {name for name, m in model.named_modules() if "forward" in vars(m)}
+        rotary = modeling_llama.apply_rotary_pos_emb
+        assert rotary is not original and all(torch.equal(a, b) for a, b in zip(rotary(q, k, cos, sin), expected))
+        broadcast = (cos[:1], sin[:1])  # one position table for the whole batch
+        assert all(torch.equal(a, b) for a, b in zip(rotary(q, k, *broadcast), original(q, k, *broadcast)))
     assert switched == {"model.layers.0.input_layernorm", "model.layers.0.post_attention_layernorm", "model.layers.0.mlp",
                         "model.layers.1.input_layernorm", "model.layers.1.post_attention_layernorm"}
-    assert not any("forward" in vars(m) for m in model.modules())
+    assert not any("forward" in vars(m) for m in model.modules()) and modeling_llama.apply_rotary_pos_emb is original
 
 
 # Median nucleus sizes at top-p 0.5 / 0.95: 16k / 44k (full path), 119 / 5.7k, 7 / 412 (second

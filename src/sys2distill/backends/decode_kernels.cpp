@@ -7,8 +7,9 @@
 // (FlashAttention's running max and sum) in fp32; the scores are bf16 x bf16 dot products accumulated
 // in fp32 (vdpbf16ps: exact products), the probabilities stay fp32 against values widened to fp32,
 // and the output is rounded to bf16 once (nearest even).
-// rms_norm, silu_mul: transformers' Llama RMSNorm and SiLU(gate) * up in one pass each, with the
-// eager ops' roundings to bf16 (only the order of the variance's sum and SiLU's formula differ).
+// rms_norm, silu_mul, rotary: transformers' Llama RMSNorm, SiLU(gate) * up and rotary embedding in one
+// pass each, with the eager ops' roundings to bf16 (only the order of the variance's sum and SiLU's
+// formula differ; the rotary embedding is bit for bit).
 // Work is split over OpenMP threads; the caller passes torch's thread count.
 #include <immintrin.h>
 
@@ -222,6 +223,31 @@ void silu_mul(const uint16_t* gate, int64_t gate_stride, const uint16_t* up, int
 
 
 // Whether (head_dim, groups) has a compiled variant: the Python side asks before using the kernel.
+// transformers' rotary embedding of one tensor: out = x * cos + rotate_half(x) * sin with the eager
+// ops' roundings to bf16 (each product, then the sum). x[b, h, s, :] at b*xb + h*xh + s*xs; cos and
+// sin [b, s, :] at b*cb + s*cs; out [b, s, h, :] contiguous. dim: a multiple of 32.
+void rotary(const uint16_t* x, int64_t batch, int64_t heads, int64_t seq, int64_t dim, int64_t xb, int64_t xh,
+            int64_t xs, const uint16_t* cos, const uint16_t* sin, int64_t cb, int64_t cs, uint16_t* out,
+            int threads) {
+  const int64_t half = dim / 2;
+#pragma omp parallel for schedule(static) num_threads(threads) if (batch * seq * heads * dim >= 65536)
+  for (int64_t task = 0; task < batch * seq * heads; ++task) {
+    const int64_t b = task / (seq * heads), s = task / heads % seq, h = task % heads;
+    const uint16_t* xr = x + b * xb + h * xh + s * xs;
+    const uint16_t *c = cos + b * cb + s * cs, *sn = sin + b * cb + s * cs;
+    uint16_t* o = out + task * dim;
+    for (int64_t i = 0; i < half; i += 16) {
+      const __m512 x1 = widen(xr + i), x2 = widen(xr + half + i);
+      const __m512 first = _mm512_add_ps(round_bf16(_mm512_mul_ps(x1, widen(c + i))),
+                                         round_bf16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), x2), widen(sn + i))));
+      const __m512 second = _mm512_add_ps(round_bf16(_mm512_mul_ps(x2, widen(c + half + i))),
+                                          round_bf16(_mm512_mul_ps(x1, widen(sn + half + i))));
+      store_bf16(o + i, first, 0xffff);
+      store_bf16(o + half + i, second, 0xffff);
+    }
+  }
+}
+
 int decode_attention_supports(int64_t head_dim, int64_t groups) {
   return (head_dim == 64 || head_dim == 128) && groups >= 1 && groups <= 8;
 }

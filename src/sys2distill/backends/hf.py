@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import sys
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -206,18 +207,25 @@ def packed_linear_weights(model, packed: dict, rows: int, fuse: bool = True):
 
 
 @contextmanager
-def native_norms_and_mlps(model, kernels: NativeKernels):
-    """Run the model's RMSNorm layers and gated SiLU MLPs on ``native.py``'s bf16 kernels: one pass
-    each instead of the eager ops' five to eight (each dispatched, each writing its output; in a
-    decoding step at a few hundred rows their dispatch is most of their cost).
+def native_elementwise(model, kernels: NativeKernels):
+    """Run the model's RMSNorm layers, gated SiLU MLPs and rotary embedding on ``native.py``'s bf16
+    kernels: one pass each instead of the eager ops' three to eight (each dispatched, each writing its
+    output; in a decoding step at a few hundred rows their dispatch is most of their cost).
 
     A module is switched only where the kernel reproduces its own output on a probe input to within
     bf16 rounding (the kernels keep the eager ops' roundings; only the order of the variance's sum and
     SiLU's formula differ): an RMSNorm of another formula (Gemma's ``1 + weight``) or an MLP with
-    another activation keeps its forward. Inputs other than bf16 on CPU take the module's own forward.
+    another activation keeps its forward. The rotary embedding is a function of the modeling module
+    (``apply_rotary_pos_emb``, looked up as attention runs), replaced there while this lasts — for every
+    model of that family in the process — where it gives the function's outputs bit for bit. Inputs
+    other than bf16 on CPU take the original code.
     """
-    patched = []
+    patched, functions = [], []
     generator = torch.Generator(device="cpu").manual_seed(0)
+
+    def probe(*shape):
+        return torch.randn(*shape, generator=generator).to(torch.bfloat16)
+
     for module in model.modules():
         weight, eps = getattr(module, "weight", None), getattr(module, "variance_epsilon", None)
         if isinstance(weight, torch.Tensor) and weight.dim() == 1 and isinstance(eps, float) \
@@ -236,17 +244,41 @@ def native_norms_and_mlps(model, kernels: NativeKernels):
             size = module.gate_proj.in_features
         else:
             continue
-        probe = torch.randn(3, size, generator=generator).to(torch.bfloat16)
+        x = probe(3, size)
         with torch.inference_mode():
-            same = torch.allclose(forward(probe).float(), module(probe).float(), rtol=2 ** -6, atol=2 ** -6)
+            same = torch.allclose(forward(x).float(), module(x).float(), rtol=2 ** -6, atol=2 ** -6)
         if same:
             module.forward = forward
             patched.append(module)
+
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    modeling = {sys.modules.get(type(m).__module__) for m in model.modules()}
+    for namespace in modeling:
+        original = getattr(namespace, "apply_rotary_pos_emb", None)
+        if not callable(original) or head_dim % 32:
+            continue
+
+        def rotary(q, k, cos, sin, unsqueeze_dim=1, original=original):
+            rows = (q.shape[0], q.shape[2], q.shape[3]) if q.dim() == 4 else None
+            if unsqueeze_dim == 1 and k.dim() == 4 and cos.shape == sin.shape == rows == (k.shape[0], *k.shape[2:]) \
+                    and cos.stride() == sin.stride() and all(t.dtype == torch.bfloat16 and t.device.type == "cpu"
+                                                             and t.stride(-1) == 1 for t in (q, k, cos, sin)):
+                return kernels.rotary(q, cos, sin), kernels.rotary(k, cos, sin)
+            return original(q, k, cos, sin, unsqueeze_dim)
+        # Queries and keys transposed out of [batch, seq, heads, dim], as attention layers make them.
+        q, k = probe(2, 3, 4, head_dim).transpose(1, 2), probe(2, 3, 1, head_dim).transpose(1, 2)
+        cos, sin = probe(2, 3, head_dim), probe(2, 3, head_dim)
+        if all(torch.equal(a, b) for a, b in zip(rotary(q, k, cos, sin), original(q, k, cos, sin))):
+            namespace.apply_rotary_pos_emb = rotary
+            functions.append((namespace, original))
     try:
         yield
     finally:
         for module in patched:
             del module.forward
+        for namespace, original in functions:
+            namespace.apply_rotary_pos_emb = original
 
 
 def compacted_order(live: list[int]) -> list[int]:
@@ -441,8 +473,8 @@ class HFBackend:
         self.logits_head = self.fuse_projections = self.fused
         # The fused path's generated cache in chunks read front to back (shared_prefix.py; 0: per-row buffers).
         self.kv_chunk = KV_CHUNK
-        # The fused path's attention, RMSNorm and SiLU·up by the hand-written kernels where they build
-        # (native.py; else fused.py's attention and the eager ops).
+        # The fused path's attention, RMSNorm, SiLU·up and rotary embedding by the hand-written kernels
+        # where they build (native.py; else fused.py's attention and the eager ops).
         self.native_attention = self.native_elementwise = self.fused
         # Steps cost a fixed part (Python, op dispatch, per-layer calls) besides their rows': on the fused
         # path 512 rows decoded the coin-flip job 1.05× faster than 256 (bench/README.md, "bf16 decoding");
@@ -469,7 +501,7 @@ class HFBackend:
         packing = nullcontext() if not self.pack_weights else \
             packed_linear_weights(self.model, self._packed, self.batch_size, self.fuse_projections)
         kernels = native_kernels() if self.fused and self.native_elementwise else None
-        with packing, native_norms_and_mlps(self.model, kernels) if kernels else nullcontext():
+        with packing, native_elementwise(self.model, kernels) if kernels else nullcontext():
             for idx in batches:
                 batch = self._generate_batch([texts[i] for i in idx], [ids[i] for i in idx], n, params)
                 for i, comps in zip(idx, batch):

@@ -5,8 +5,9 @@ per prompt) and to the row's generated keys (``shared_prefix.py``). ``decode_ker
 in one pass per (row, head) with AVX512-BF16 dot products and an online softmax in fp32, one
 rounding at the end — what ``fused.py``'s compiled kernel computes, in fewer instructions: inductor
 reduces each 64-wide dot product and converts each key to fp32 separately, and splits the prompt
-part off into small matrix products. RMSNorm and the gated MLP's SiLU(gate) · up are one pass each
-instead of five to eight eager ops, each dispatched and each writing its output (measurements:
+part off into small matrix products. RMSNorm, the gated MLP's SiLU(gate) · up and the rotary
+embedding are one pass each instead of three to eight eager ops, each dispatched and each writing its
+output (measurements:
 bench/README.md, "bf16 decoding"). There is no maintained library for these on CPUs: FlashInfer's
 cascade attention is GPU-only and vLLM's CPU kernels are internal to vLLM.
 
@@ -104,6 +105,8 @@ class NativeKernels:
         self._rms_norm.argtypes = [ptr, i64, i64, i64, ptr, ctypes.c_float, ptr, ctypes.c_int]
         self._silu_mul = lib.silu_mul
         self._silu_mul.argtypes = [ptr, i64, ptr, i64, i64, i64, ptr, ctypes.c_int]
+        self._rotary = lib.rotary
+        self._rotary.argtypes = [ptr, i64, i64, i64, i64, i64, i64, i64, ptr, ptr, i64, i64, ptr, ctypes.c_int]
 
     def supports_attention(self, head_dim: int, groups: int) -> bool:
         return bool(self._supports(head_dim, groups))
@@ -134,6 +137,19 @@ class NativeKernels:
         self._silu_mul(g.data_ptr(), g.stride(0), u.data_ptr(), u.stride(0), g.shape[0], g.shape[1], out.data_ptr(),
                        torch.get_num_threads())
         return out.view(gate.shape)
+
+    def rotary(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """transformers' ``x * cos + rotate_half(x) * sin`` for bf16 ``x`` ``[batch, heads, seq, dim]`` and
+        ``cos``/``sin`` ``[batch, seq, dim]`` (``apply_rotary_pos_emb``'s ``unsqueeze_dim=1``), bit for bit;
+        the output is laid out ``[batch, seq, heads, dim]``, as the eager ops lay out a transposed input."""
+        batch, heads, seq, dim = x.shape
+        if not (x.dtype == cos.dtype == sin.dtype == torch.bfloat16 and cos.shape == sin.shape == (batch, seq, dim)
+                and cos.stride() == sin.stride() and x.stride(-1) == cos.stride(-1) == 1 and dim % 32 == 0):
+            raise ValueError("rotary: bf16 [batch, heads, seq, dim] input, [batch, seq, dim] cos and sin, dim % 32 == 0")
+        out = torch.empty(batch, seq, heads, dim, dtype=x.dtype, device=x.device)
+        self._rotary(x.data_ptr(), batch, heads, seq, dim, *x.stride()[:3], cos.data_ptr(), sin.data_ptr(),
+                     cos.stride(0), cos.stride(1), out.data_ptr(), torch.get_num_threads())
+        return out.transpose(1, 2)
 
     def attention(self, query: torch.Tensor, prompt_of: torch.Tensor, cache_row: torch.Tensor,
                  prompt_keys: torch.Tensor, prompt_values: torch.Tensor, prompt_bias: torch.Tensor,
