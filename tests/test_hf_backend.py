@@ -429,7 +429,7 @@ def test_fused_decoding_gives_the_plain_tokens(embedded_tokenizer, tiny_model, m
 @pytest.mark.parametrize("dim, groups", [(64, 3), (128, 1), (64, 8)])
 def test_native_decode_attention_equals_fp32_attention(dim, groups):
     """The hand-written kernel against fp32 attention over the same bf16 numbers, to one bf16 rounding:
-    left padding (a whole masked block of 16 positions included), queries of a subset of the cache's
+    masked prompt positions (a whole block of 16, a partial last block), queries of a subset of the cache's
     rows in another order, a partly filled last chunk, a chunk filled exactly, and per-row buffers
     with spare room; shapes it has no variant for are refused."""
     kernel = native_kernel()
@@ -438,7 +438,8 @@ def test_native_decode_attention_equals_fp32_attention(dim, groups):
     rows = prompts * samples
     pk, pv = (torch.randn(prompts, kv_heads, prompt_len, dim, dtype=torch.bfloat16) for _ in range(2))
     bias = torch.zeros(prompts, prompt_len)
-    bias[1, :17] = float("-inf")
+    bias[1, :17] = float("-inf")  # left padding past a whole block of 16
+    bias[0, 16:] = float("-inf")  # and a masked last, partial block (any additive bias is taken)
     for length, live in ((1, torch.arange(rows)), (8, torch.tensor([4, 0, 5])), (19, torch.tensor([3, 1]))):
         q = torch.randn(len(live), kv_heads, groups, dim, dtype=torch.bfloat16)
         prompt_of = live // samples

@@ -79,7 +79,7 @@ struct Attention {
     const __m512 b = bias ? _mm512_maskz_loadu_ps(valid, bias) : _mm512_setzero_ps();
     for (int g = 0; g < G; ++g) {
       __m512 s = _mm512_fmadd_ps(_mm512_load_ps(p[g]), _mm512_set1_ps(scale), b);
-      s = _mm512_mask_mov_ps(_mm512_set1_ps(-1e30f), valid, s);
+      s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, s);  // lanes past n: weight 0 whatever the rest
       const float top = std::max(max[g], _mm512_reduce_max_ps(s));
       const __m512 e = exp_nonpositive(_mm512_sub_ps(s, _mm512_set1_ps(top)));
       const float rescale = _mm512_cvtss_f32(exp_nonpositive(_mm512_set1_ps(max[g] - top)));

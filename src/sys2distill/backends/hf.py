@@ -8,10 +8,11 @@ only the live rows go through the model with the shared prompt cache, and throug
 layer with a per-row cache): the live rows past the new end move into the finished
 rows' places in the cache, so a compaction copies at most a quarter of the rows. On CPUs the
 linear layers run on weights packed once (MKL's sgemm in fp32, oneDNN in bf16), projections of the
-same input as one matmul; in bf16 each decoding step's attention is one kernel — hand-written for
+same input as one matmul. In bf16 each decoding step's attention is one kernel — hand-written for
 AVX512-BF16 (``native.py``), else compiled by inductor (``fused.py``) — over a generated cache kept in
-contiguous chunks, and the sampling head reads the logits in one compiled pass. Batches are bounded in rows and in KV cache positions. Measurements:
-``bench/README.md`` (sampling throughput, bf16 decoding).
+contiguous chunks; RMSNorm, SiLU·up and the rotary embedding run on ``native.py``'s kernels too, and
+the sampling head reads the logits in one compiled pass. Batches are bounded in rows and in KV cache
+positions. Measurements: ``bench/README.md`` (sampling throughput, bf16 decoding).
 """
 
 from __future__ import annotations
@@ -407,9 +408,8 @@ def sample_logits(logits: torch.Tensor, temperature: float, top_p: float, genera
     uniform number falls within rounding of a token boundary, or where the nucleus ends inside a run
     of equal probabilities (common with bf16 logits; which of them it keeps is arbitrary either way).
     Rows whose nucleus reaches past the top ``k`` try again with ``4 × k`` tokens (the same summary) up
-    to ``max_k``, then take the softmax path. Most nuclei are a few tokens: on the coin-flip job one
-    row in ten needs more than 16, one in two hundred more than 64, and the search for 16 is a third
-    of the search for 64 (bench/README.md, "bf16 decoding").
+    to ``max_k``, then take the softmax path: most nuclei are a few tokens, and the search for 16 costs
+    a fraction of the search for 64 (bench/README.md, "bf16 decoding").
     """
     rows, width = logits.shape
     if top_p >= 1.0 or width // block <= k:
@@ -471,6 +471,7 @@ class HFBackend:
         # compiled pass (sample_logits), and the packed query/key/value and gate/up projections are one
         # matmul each (the same tokens; in fp32 MKL would also keep a stacked copy of those weights).
         self.logits_head = self.fuse_projections = self.fused
+        self.logits_top_k = 16  # the sampling head's first top-k level (sample_logits)
         # The fused path's generated cache in chunks read front to back (shared_prefix.py; 0: per-row buffers).
         self.kv_chunk = KV_CHUNK
         # The fused path's attention, RMSNorm, SiLU·up and rotary embedding by the hand-written kernels
@@ -574,7 +575,8 @@ class HFBackend:
                 else:
                     row_gens = [gens[in_batch[k]] for k in live]
                     if self.logits_head:
-                        next_ids = sample_logits(logits, params.temperature, params.top_p, row_gens).tolist()
+                        next_ids = sample_logits(logits, params.temperature, params.top_p, row_gens,
+                                                 k=self.logits_top_k).tolist()
                     else:
                         probs = torch.softmax(logits.float() / params.temperature, -1)
                         next_ids = sample_top_p(probs, params.top_p, row_gens).tolist()

@@ -35,7 +35,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("decode_kernels.cpp")
-# The instruction sets the kernel uses, named rather than -march=native: the cached library then
+# The instruction sets the kernels use, named rather than -march=native: the cached library then
 # runs on any CPU with them, whichever machine of a cluster compiled it.
 FLAGS = ["-O3", "-std=c++17", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma",
          "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]

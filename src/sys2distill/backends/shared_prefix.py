@@ -365,14 +365,14 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     q = query.reshape(rows, kv_heads, groups, dim)
     prompts, n = layer.prompt_keys.shape[0], cache.samples
     live = layer.rows  # the cache rows of the queries (None: all, in order)
-    # The prompt part: all of a prompt's rows against its keys at once. Slots without a query
-    # (finished or dropped rows) get zeros, as stale bytes can be slow denormals; with every slot
-    # filled nothing needs zeroing.
-    if cache.native is not None:  # the hand-written kernel (native.py)
+    if cache.native is not None:  # the hand-written kernel (native.py): each row reads its prompt and its chunks
         prompt_of, cache_rows = cache.query_rows(live)
         out = cache.native.attention(q, prompt_of, cache_rows, layer.prompt_keys, layer.prompt_values,
                                      cache.prompt_mask.view(prompts, -1), key, value, layer._len, scale)
         return out.reshape(rows, q_len, heads, dim), None
+    # The prompt part: all of a prompt's rows against its keys at once. Slots without a query
+    # (finished or dropped rows) get zeros, as stale bytes can be slow denormals; with every slot
+    # filled nothing needs zeroing.
     places = cache.query_places(live, kv_heads, groups)
     size = prompts * kv_heads * n * groups
     if cache.fused and not decode_attention.failed:  # the whole step as one compiled kernel (fused.py)
