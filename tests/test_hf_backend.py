@@ -510,6 +510,19 @@ def test_native_kernel_decodes_as_the_compiled_one_and_is_optional(embedded_toke
     assert sum("native bf16 kernels are unavailable" in r.message for r in caplog.records) == 1
 
 
+def test_batch_limits(embedded_tokenizer, tiny_model):
+    """Unset, 512 rows and 131,072 positions where the fused bf16 path samples several continuations
+    per prompt; 256 and 65,536 with one sample per prompt (every row a prompt to prefill) and in fp32;
+    set values win."""
+    fp32 = HFBackend(loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer))
+    bf16 = HFBackend(loaded=(tiny_model(embedded_tokenizer).to(torch.bfloat16), embedded_tokenizer))
+    assert bf16.fused and not fp32.fused
+    assert bf16.batch_limits(8) == (512, 131072) and bf16.batch_limits(1) == (256, 65536)
+    assert fp32.batch_limits(8) == fp32.batch_limits(1) == (256, 65536)
+    bf16.batch_size = 64
+    assert bf16.batch_limits(8) == (64, 131072)
+
+
 def test_native_elementwise_kernels_give_the_eager_outputs(embedded_tokenizer, tiny_model):
     """RMSNorm and SiLU(gate) · up on the native kernels: the eager ops' values (all but rare last-bit
     flips from the variance's summation order), on rows of any stride and widths that are not a

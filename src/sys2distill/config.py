@@ -39,8 +39,8 @@ class BackendConfig(Section):
     device: str = "cpu"
     # hf: sequences (prompts × samples) decoded together, and a bound on their KV cache positions
     # (rows × (prompt + new tokens)); 256 rows decode 1.4× faster than 64 on 2 CPU cores (bench/sampling.py).
-    # None: 512 rows and 131,072 positions in bf16 on CPU, 256 and 65,536 elsewhere (either ≈ 3 GiB of
-    # SmolLM2-135M's KV cache).
+    # None: 512 rows and 131,072 positions when sampling several continuations per prompt in bf16 on a
+    # CPU, 256 and 65,536 otherwise (either ≈ 3 GiB of SmolLM2-135M's KV cache; HFBackend.batch_limits).
     batch_size: int | None = Field(None, ge=1)
     max_batch_tokens: int | None = Field(None, ge=1)
     # openai: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, TGI, hosted APIs)

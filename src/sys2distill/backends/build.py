@@ -67,7 +67,7 @@ def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, ch
     path = run_dir / "cache.sqlite" if cfg.cache is True else Path(cfg.cache)
     # Engines differ in numerics: the same weights in fp32 and bf16 are different cache entries.
     identity = json.dumps([backend.model_id, model_fingerprint(model), dtype])
-    return CachedBackend(backend, path, identity=identity, commit_every=getattr(backend, "batch_size", None) or 256)
+    return CachedBackend(backend, path, identity=identity, commit_every=cfg.batch_size or 256)
 
 
 def compute_device(cfg: BackendConfig) -> str:

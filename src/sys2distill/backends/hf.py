@@ -433,8 +433,7 @@ class HFBackend:
     """Generate with a transformers causal LM on CPU or GPU.
 
     ``batch_size`` counts sequences (prompts × samples) decoded together, ``max_batch_tokens`` bounds
-    their KV cache positions; ``None``: 512 rows and 131,072 positions on the fused bf16 CPU path (the
-    memory of 65,536 fp32 positions), else 256 and 65,536. ``dtype`` ``auto`` is resolved by
+    their KV cache positions; ``None``: :meth:`batch_limits`. ``dtype`` ``auto`` is resolved by
     :func:`resolve_dtype`; ``self.dtype`` is the dtype the model computes in.
     """
 
@@ -477,12 +476,23 @@ class HFBackend:
         # The fused path's attention, RMSNorm, SiLU·up and rotary embedding by the hand-written kernels
         # where they build (native.py; else fused.py's attention and the eager ops).
         self.native_attention = self.native_elementwise = self.fused
-        # Steps cost a fixed part (Python, op dispatch, per-layer calls) besides their rows': on the fused
-        # path 512 rows decoded the coin-flip job 1.05× faster than 256 (bench/README.md, "bf16 decoding");
-        # in fp32 256 and 512 were level.
-        self.batch_size = batch_size or (512 if self.fused else 256)
-        self.max_batch_tokens = max_batch_tokens or (131072 if self.fused else 65536)
+        self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens  # None: batch_limits
         self._packed: dict = {}  # linear layers → their packed weights, reused across calls
+
+    def batch_limits(self, samples: int) -> tuple[int, int]:
+        """Rows (prompts × samples) per batch and the bound on their KV cache positions: ``batch_size``
+        and ``max_batch_tokens`` where set, else 512 rows and 131,072 positions when the fused bf16 path
+        samples several continuations per prompt, 256 and 65,536 otherwise.
+
+        A step costs a fixed part (Python, op dispatch, per-layer calls) besides its rows': on the fused
+        path 512 rows decoded the coin-flip job 1.05× faster than 256 (bench/README.md, "bf16
+        decoding"), and 131,072 bf16 positions take the memory of 65,536 fp32 ones. With one sample per
+        prompt every row is a prompt to prefill, and prefill's activations grow with its tokens: 512
+        prompts of ~210 tokens peaked at 15 GiB against 7.3 GiB for 256 (bench/README.md); in fp32 256
+        and 512 rows decoded level.
+        """
+        wide = self.fused and samples > 1
+        return self.batch_size or (512 if wide else 256), self.max_batch_tokens or (131072 if wide else 65536)
 
     def render(self, messages: Messages) -> str:
         """The exact prompt text the model sees (the tokenizer's chat template)."""
@@ -496,11 +506,12 @@ class HFBackend:
         out: list[list[Completion]] = [[] for _ in texts]
         # A prompt holds its own positions of KV cache once (n times without a shared prefix) and
         # n rows of up to max_tokens generated positions.
-        batches = self._batches([len(x) for x in ids], max(1, self.batch_size // n),
-                                max_tokens=self.max_batch_tokens, new_tokens=n * params.max_tokens,
+        rows, max_tokens = self.batch_limits(n)
+        batches = self._batches([len(x) for x in ids], max(1, rows // n),
+                                max_tokens=max_tokens, new_tokens=n * params.max_tokens,
                                 prompt_copies=1 if self.shared_prefix and n > 1 else n)
         packing = nullcontext() if not self.pack_weights else \
-            packed_linear_weights(self.model, self._packed, self.batch_size, self.fuse_projections)
+            packed_linear_weights(self.model, self._packed, rows, self.fuse_projections)
         kernels = native_kernels() if self.fused and self.native_elementwise else None
         with packing, native_elementwise(self.model, kernels) if kernels else nullcontext():
             for idx in batches:
