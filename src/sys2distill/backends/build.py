@@ -67,7 +67,9 @@ def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, ch
     path = run_dir / "cache.sqlite" if cfg.cache is True else Path(cfg.cache)
     # Engines differ in numerics: the same weights in fp32 and bf16 are different cache entries.
     identity = json.dumps([backend.model_id, model_fingerprint(model), dtype])
-    return CachedBackend(backend, path, identity=identity, commit_every=cfg.batch_size or 256)
+    # Slices of the most sequences a backend batches by default (hf.HFBackend.batch_limits), so caching
+    # does not cut its batches.
+    return CachedBackend(backend, path, identity=identity, commit_every=cfg.batch_size or 512)
 
 
 def compute_device(cfg: BackendConfig) -> str:

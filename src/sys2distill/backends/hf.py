@@ -227,21 +227,21 @@ def native_elementwise(model, kernels: NativeKernels):
     def probe(*shape):
         return torch.randn(*shape, generator=generator).to(torch.bfloat16)
 
+    def on_cpu_bf16(module, native):
+        """``module``'s forward through ``native`` for bf16 CPU inputs, its own for the rest."""
+        def forward(x):
+            return native(x) if x.dtype == torch.bfloat16 and x.device.type == "cpu" else type(module).forward(module, x)
+        return forward
+
     for module in model.modules():
         weight, eps = getattr(module, "weight", None), getattr(module, "variance_epsilon", None)
         if isinstance(weight, torch.Tensor) and weight.dim() == 1 and isinstance(eps, float) \
                 and weight.dtype == torch.bfloat16 and weight.device.type == "cpu":
-            def forward(x, module=module):
-                if x.dtype != torch.bfloat16 or x.device.type != "cpu":
-                    return type(module).forward(module, x)
-                return kernels.rms_norm(x, module.weight, module.variance_epsilon)
+            forward = on_cpu_bf16(module, lambda x, m=module: kernels.rms_norm(x, m.weight, m.variance_epsilon))
             size = weight.shape[0]
         elif all(type(getattr(module, name, None)) is torch.nn.Linear for name in ("gate_proj", "up_proj", "down_proj")) \
                 and module.gate_proj.weight.dtype == torch.bfloat16 and module.gate_proj.weight.device.type == "cpu":
-            def forward(x, module=module):
-                if x.dtype != torch.bfloat16 or x.device.type != "cpu":
-                    return type(module).forward(module, x)
-                return module.down_proj(kernels.silu_mul(module.gate_proj(x), module.up_proj(x)))
+            forward = on_cpu_bf16(module, lambda x, m=module: m.down_proj(kernels.silu_mul(m.gate_proj(x), m.up_proj(x))))
             size = module.gate_proj.in_features
         else:
             continue
@@ -484,12 +484,11 @@ class HFBackend:
         and ``max_batch_tokens`` where set, else 512 rows and 131,072 positions when the fused bf16 path
         samples several continuations per prompt, 256 and 65,536 otherwise.
 
-        A step costs a fixed part (Python, op dispatch, per-layer calls) besides its rows': on the fused
-        path 512 rows decoded the coin-flip job 1.05× faster than 256 (bench/README.md, "bf16
-        decoding"), and 131,072 bf16 positions take the memory of 65,536 fp32 ones. With one sample per
-        prompt every row is a prompt to prefill, and prefill's activations grow with its tokens: 512
-        prompts of ~210 tokens peaked at 15 GiB against 7.3 GiB for 256 (bench/README.md); in fp32 256
-        and 512 rows decoded level.
+        A step costs a fixed part (Python, op dispatch, per-layer calls) besides its rows', so on the
+        fused path 512 rows decode faster than 256, and 131,072 bf16 positions take the memory of 65,536
+        fp32 ones. With one sample per prompt every row is a prompt to prefill, and prefill's activations
+        grow with its tokens: 512 rows there about doubled peak memory; in fp32 256 and 512 rows decoded
+        level (bench/README.md, "bf16 decoding" and "sampling.py").
         """
         wide = self.fused and samples > 1
         return self.batch_size or (512 if wide else 256), self.max_batch_tokens or (131072 if wide else 65536)

@@ -11,7 +11,7 @@ output (measurements:
 bench/README.md, "bf16 decoding"). There is no maintained library for these on CPUs: FlashInfer's
 cascade attention is GPU-only and vLLM's CPU kernels are internal to vLLM.
 
-The source is compiled with the system C++ compiler (``$CXX``, else ``c++``; about a second) into
+The source is compiled with the system C++ compiler (``$CXX``, else ``c++``) once into
 ``$XDG_CACHE_HOME/sys2distill/kernels`` (``~/.cache/...``), named by a hash of the source, flags and
 compiler, and loaded with ``ctypes``; it runs on torch's OpenMP threads (same ``libgomp``). Where
 the CPU lacks AVX512-BF16, or compiling or loading fails, :func:`native_kernels` says so once and
