@@ -39,6 +39,30 @@ def model_fingerprint(model: str) -> str:
     return f"{model}#{hashlib.sha256(stamp.encode()).hexdigest()[:16]}"
 
 
+def open_database(path: Path, timeout: float = 60.0) -> sqlite3.Connection:
+    """The cache's connection, safe when several processes open a new cache file at the same moment.
+
+    Switching a database to WAL takes an exclusive lock, and SQLite answers "database is locked"
+    at once, without its busy handler, when another connection holds a lock just then — so the
+    switch is retried until ``timeout``. WAL is stored in the file: later opens find it set.
+    """
+    # isolation_level=None: we open transactions ourselves; timeout: wait for another writer's lock
+    db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    deadline, pause = time.monotonic() + timeout, 0.001
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; a torn write is rolled back
+            break
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.1)
+    db.execute("PRAGMA synchronous=FULL")  # fsync each commit: survives an OS crash too, not only kill -9
+    db.execute(SCHEMA)
+    return db
+
+
 class CachedBackend:
     """``inner`` behind an on-disk cache; committed every ``commit_every`` sequences."""
 
@@ -47,11 +71,7 @@ class CachedBackend:
         self.model_id = inner.model_id
         self.identity = identity or inner.model_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we open transactions ourselves; timeout: wait for another writer's lock
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; a torn write is rolled back
-        self.db.execute("PRAGMA synchronous=FULL")  # fsync each commit: survives an OS crash too, not only kill -9
-        self.db.execute(SCHEMA)
+        self.db = open_database(self.path)
         self.hits = self.misses = 0
 
     def key(self, messages: Messages, params: SamplingParams, j: int) -> tuple[str, str]:
