@@ -42,9 +42,10 @@ def model_fingerprint(model: str) -> str:
 def open_database(path: Path, timeout: float = 60.0) -> sqlite3.Connection:
     """The cache's connection, safe when several processes open a new cache file at the same moment.
 
-    Switching a database to WAL takes an exclusive lock, and SQLite answers "database is locked"
-    at once, without its busy handler, when another connection holds a lock just then — so the
-    switch is retried until ``timeout``. WAL is stored in the file: later opens find it set.
+    Switching a database to WAL takes an exclusive lock. When two connections that both read the
+    file try it at once they would wait on each other, so SQLite fails one of them at once with
+    "database is locked", without its busy wait: the switch is retried until ``timeout``. WAL is
+    stored in the file, so later opens find it set.
     """
     # isolation_level=None: we open transactions ourselves; timeout: wait for another writer's lock
     db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
