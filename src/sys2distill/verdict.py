@@ -110,7 +110,7 @@ def verdict(s1: list[bool], s2: list[bool], d: list[bool], s2_tokens: list[float
         answer, count = Counter(d_answers).most_common(1)[0]
         if answer is not None and count >= ONE_ANSWER_SHARE * n:
             one_answer = (answer, count / n, sum(g == answer for g in golds) / n)
-    if golds and not one_answer and any(golds):
+    if not one_answer and any(golds or ()):
         gold, count = Counter(g for g in golds if g).most_common(1)[0]
         if count / n > accuracy[distilled]:
             below_constant = (gold, count / n)

@@ -18,7 +18,7 @@ from pathlib import Path
 from sys2distill.backends import REGISTRY
 from sys2distill.backends.base import Backend
 from sys2distill.backends.cache import CachedBackend, model_fingerprint
-from sys2distill.backends.hf import resolve_dtype
+from sys2distill.backends.hf import WIDE_BATCH, resolve_dtype
 from sys2distill.config import BackendConfig
 from sys2distill.errors import UserError
 from sys2distill.registry import lookup
@@ -69,7 +69,7 @@ def build_backend(cfg: BackendConfig, model: str, run_dir: Path, loaded=None, ch
     identity = json.dumps([backend.model_id, model_fingerprint(model), dtype])
     # Slices of the most sequences a backend batches by default (hf.HFBackend.batch_limits), so caching
     # does not cut its batches.
-    return CachedBackend(backend, path, identity=identity, commit_every=cfg.batch_size or 512)
+    return CachedBackend(backend, path, identity=identity, commit_every=cfg.batch_size or WIDE_BATCH[0])
 
 
 def compute_device(cfg: BackendConfig) -> str:

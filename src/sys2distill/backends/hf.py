@@ -35,6 +35,8 @@ from sys2distill.records import Completion
 # CPU feature flags that compute a dtype natively: /proc/cpuinfo "flags" on x86 (AVX512-BF16, AMX),
 # "Features" on Arm. Without them torch emulates the dtype through fp32 at a fraction of fp32's speed.
 NATIVE_CPU_FLAGS = {"bfloat16": {"avx512_bf16", "amx_bf16", "bf16"}, "float16": {"avx512_fp16", "amx_fp16", "fphp"}}
+# Default (rows, KV cache positions) per batch (HFBackend.batch_limits): several bf16 samples per prompt, and the rest.
+WIDE_BATCH, BATCH = (512, 131072), (256, 65536)
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -490,8 +492,8 @@ class HFBackend:
         grow with its tokens: 512 rows there about doubled peak memory; in fp32 256 and 512 rows decoded
         level (bench/README.md, "bf16 decoding" and "sampling.py").
         """
-        wide = self.fused and samples > 1
-        return self.batch_size or (512 if wide else 256), self.max_batch_tokens or (131072 if wide else 65536)
+        rows, positions = WIDE_BATCH if self.fused and samples > 1 else BATCH
+        return self.batch_size or rows, self.max_batch_tokens or positions
 
     def render(self, messages: Messages) -> str:
         """The exact prompt text the model sees (the tokenizer's chat template)."""

@@ -292,9 +292,9 @@ class SharedPrefixCache(DynamicCache):
                 self.native = None
         if self.fused:  # both kernels compute in fp32: the mask in fp32, and for fused.py's the prompt's keys/values too
             dtype = torch.float32
+            # (converted once, exactly; the native kernel widens them as it reads, from one block each)
+            convert = torch.Tensor.contiguous if self.native is not None else torch.Tensor.float
             for layer in self.layers:
-                # (converted once, exactly; the native kernel widens them as it reads, from one block each)
-                convert = torch.Tensor.contiguous if self.native is not None else torch.Tensor.float
                 layer.prompt_keys, layer.prompt_values = convert(layer.prompt_keys), convert(layer.prompt_values)
                 layer.chunk = self.kv_chunk
         zeros = torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device)
