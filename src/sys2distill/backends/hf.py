@@ -155,7 +155,7 @@ def packed_linear_weights(model, packed: dict, rows: int, fuse: bool = True):
     buffer size for 1 to 512 rows, and the same results as packing for the actual row count — tested),
     so every call runs packed with its own row count. (``_mkl_linear`` falls back to an unpacked
     ``linear`` when told a row count other than the actual one — the output layer, which scores only
-    the live rows, always did: 49k × 576 at 192 rows 68 → 54 ms, at 100 rows 37 → 26 ms.)
+    the live rows, always did; bench/README.md, sampling.py's notes.)
     """
     mkl = model.dtype == torch.float32
     reorder = torch.ops.mkl._mkl_reorder_linear_weight if mkl else torch.ops.mkldnn._reorder_linear_weight
@@ -312,8 +312,8 @@ def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 def inverse_cdf_sample(probs: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
     """One token per row, each row drawing its uniform number from its own generator.
 
-    ``torch.multinomial`` takes one generator per call, so per-row seeds would mean one call
-    per row (~8 ms each over a 49k vocabulary); one batched cumsum + searchsorted is ~100× cheaper.
+    ``torch.multinomial`` takes one generator per call, so per-row seeds would mean one call per
+    row, each over the whole vocabulary; one batched cumsum + searchsorted serves every row.
     """
     cdf = probs.cumsum(-1)
     u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(cdf) * cdf[:, -1]
@@ -328,7 +328,7 @@ def top_k_by_blocks(x: torch.Tensor, k: int, block: int = 64,
     The ``k`` largest entries of a row lie in the ``k`` blocks of ``block`` entries with the largest
     maxima (a block holding one of them has a maximum at least as large, and fewer than ``k`` other
     blocks can beat it), so one max pass narrows the vocabulary to ``k × block`` candidates before
-    the real ``topk``: 17 → 12 ms for 64 of 49,152 at 256 rows. ``maxima``: the full blocks' maxima
+    the real ``topk`` (bench/README.md, sampling.py's notes). ``maxima``: the full blocks' maxima
     of ``x`` or of any increasing function of it, when already computed (:func:`sample_logits`).
     """
     rows, width = x.shape
@@ -370,12 +370,11 @@ def sample_top_p(probs: torch.Tensor, top_p: float, generators: list[torch.Gener
                  max_k: int = 512) -> torch.Tensor:
     """``inverse_cdf_sample(top_p_filter(probs, top_p), generators)``, computed on the top ``k`` tokens.
 
-    Sorting the whole 49k vocabulary for every row at every step cost as much as the model's
-    forward pass (150 vs 215 ms at 64 rows). The nucleus almost always lies inside the top ``k``:
+    Sorting the whole 49k vocabulary for every row at every step cost about as much as the model's
+    forward pass. The nucleus almost always lies inside the top ``k``:
     there the same kept set is laid out in vocabulary order, so the same uniform number picks the
     same token; rows whose nucleus may reach past ``k`` retry with 8 × ``k`` tokens, and past
-    ``max_k`` take the full sort. (``topk`` itself grows with ``k``: 20 ms for 64 vs 53 ms for
-    512 at 256 rows. Past a few thousand tokens the partial cumulative sums round differently
+    ``max_k`` take the full sort. (``topk`` itself grows with ``k``. Past a few thousand tokens the partial cumulative sums round differently
     from the full sort's — a 16k-token nucleus drew a neighbouring token — hence ``max_k``.)
     """
     if top_p >= 1.0:
@@ -448,8 +447,8 @@ class HFBackend:
             loaded = load_model_and_tokenizer(model, resolve_dtype(dtype, device), device)
         self.model, self.tokenizer = loaded
         self.dtype = str(self.model.dtype).removeprefix("torch.")  # what it computes in (an in-process model's own)
-        # Finished rows stay in the batch until they are a quarter of it: compacting at every
-        # finished row was no faster (32 × 8 × 128, in-process A/B: 372 vs 421, 368 vs 374 tok/s).
+        # Finished rows stay in the batch until they are a quarter of it: compacting copies the cache,
+        # and compacting at every finished row was no faster (bench/README.md, sampling.py's notes).
         self.max_finished_share = 0.25
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
@@ -461,8 +460,7 @@ class HFBackend:
         # 64 two-thousand-token judge prompts would be 25 GB of fp32 (and a fifth of the FLOPs).
         self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         # On a GPU the per-row cache was faster: the shared-prefix attention is plain torch ops
-        # where the per-row path gets the fused SDPA kernel (H200, 64 × 8 × 128: bf16 13.4k vs
-        # 17.3k tok/s, fp32 13.7k vs 15.1k; bench/cuda_check.py).
+        # where the per-row path gets the fused SDPA kernel (bench/README.md, cuda_check.py).
         self.shared_prefix = SharedPrefixCache.supports(self.model) and self.model.device.type == "cpu"
         self.pack_weights = packing_available(self.model)
         # bf16 on CPU: the flash kernel's per-head set-up dominated its small decoding problems

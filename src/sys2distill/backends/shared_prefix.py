@@ -101,7 +101,7 @@ class ReservedLayer(DynamicLayer):
             return key_states, value_states
         # The other rows have finished: their outputs are never read again, but attention still
         # runs over them, and a buffer reused from freed memory can hold any bit pattern — integers
-        # read as denormal floats in 56 of 256 rows made the kernel take 12.2 ms instead of 1.6.
+        # read as denormal floats slow the kernel several-fold (bench/README.md, sampling.py's notes).
         return tuple(x.new_zeros(self.batch, *x.shape[1:]).index_copy_(0, self.rows, x)
                      for x in (key_states, value_states))
 
@@ -305,9 +305,8 @@ class SharedPrefixCache(DynamicCache):
         """The next decoding step feeds the model these cache rows only (``None``: every row, in order).
 
         Finished rows stay in the cache until a compaction moves the live ones together; feeding
-        them to the model meanwhile cost every layer a row of compute per finished row (8% of the
-        row-steps of a 256-row coin-flip batch at 128 tokens; a step with 64 of 256 rows finished
-        is ~10% faster without them). With ``rows`` set, the step's keys and values are written to
+        them to the model meanwhile would cost every layer a row of compute per finished row
+        (bench/README.md, sampling.py's notes). With ``rows`` set, the step's keys and values are written to
         those rows (zeros to the others) and attention answers for those rows."""
         for layer in self.layers:
             layer.rows, layer.batch = rows, len(self.slot)
