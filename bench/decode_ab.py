@@ -1,6 +1,6 @@
 """Paired A/B of two `hf` backend decoding paths in one process (bench/README.md, "bf16 decoding").
 
-    python bench/decode_ab.py --a fuse_projections=0,logits_head=0 [--b ""] [--dtype bfloat16]
+    python bench/decode_ab.py --a fuse_projections=0,native_elementwise=0 [--b ""] [--dtype bfloat16]
                               [--prompts 16] [--pairs 6] [--threads N]
 
 The job is ``engines.py``'s (coin-flip prompts × 8 samples × ≤ 128 tokens, temperature 0.7, top-p
@@ -30,7 +30,7 @@ def settings(text: str) -> dict[str, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--a", required=True, help="backend attributes of A, e.g. fuse_projections=0,logits_head=0")
+    ap.add_argument("--a", required=True, help="backend attributes of A, e.g. fuse_projections=0,native_elementwise=0")
     ap.add_argument("--b", default="", help="backend attributes of B (default: the backend's defaults)")
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--prompts", type=int, default=16)

@@ -157,8 +157,9 @@ def test_chain_files_are_read_into_the_config(tmp_path, monkeypatch):
 def test_editing_a_chain_invalidates_its_generated_traces(tmp_path):
     steps = [{"name": "a", "prompt": "{question}"}]
     p = pipeline(tmp_path, {"c": {"steps": steps}})
-    p.dir.mkdir(parents=True)
-    p._write_marker("generate", done=True)
+    from sys2distill import rundir
+
+    rundir.write_record(p.dir, "generate", {"config": p._fingerprint("generate"), "done": True})
     assert not pipeline(tmp_path, {"c": {"steps": steps}})._plan("generate").run  # finished: skipped
     with pytest.raises(UserError, match="'generate' stage made with different chains"):
         pipeline(tmp_path, {"c": {"steps": [{"name": "a", "prompt": "{question}\nThink."}]}})._plan("generate")

@@ -37,10 +37,10 @@ def test_jsonl_rows_template_seeded_ratio_split_and_unlabeled_train(maths):
     t = Dataset(train_size=8, test_size=2, seed=1, path=maths, question="Q: {problem} ({topic})", answer="solution",
                 answer_type="number", group="topic")
     test, train = t.load("test"), t.load("train")
-    assert {e.metadata["line"] for e in test}.isdisjoint(e.metadata["line"] for e in train)
-    assert len({e.metadata["line"] for e in test + train}) == 10
-    assert [e.metadata["line"] for e in test] == sorted(e.metadata["line"] for e in test)  # file order
-    line = test[0].metadata["line"]
+    assert {e.metadata["row"] for e in test}.isdisjoint(e.metadata["row"] for e in train)
+    assert {e.metadata["row"] for e in test + train} == set(range(1, 11))  # counted from 1, as errors name rows
+    assert [e.metadata["row"] for e in test] == sorted(e.metadata["row"] for e in test)  # file order
+    line = test[0].metadata["row"] - 1
     assert test[0].question == f"Q: What is {line} + 2? ({'add' if line % 2 else 'sum'})"
     assert test[0].answer == str(line + 2) and test[0].id == f"dataset-test-{line:04d}"
     assert test[0].metadata["group"] in ("add", "sum")  # per-group accuracy in the report
@@ -98,7 +98,7 @@ def test_gsm8k_is_a_preset_of_the_dataset_task():
     plain = Dataset(train_size=5, test_size=5, path=str(data / "train.jsonl"), test_path=str(data / "test.jsonl"),
                     question="{question}", answer="answer", answer_type="number")
     a, b = preset.load("test"), plain.load("test")
-    assert [(e.question, e.answer, e.metadata["line"]) for e in a] == [(e.question, e.answer, e.metadata["line"]) for e in b]
+    assert [(e.question, e.answer, e.metadata["row"]) for e in a] == [(e.question, e.answer, e.metadata["row"]) for e in b]
     # Train inputs: the same rows, sampled with the task's name in the seed (the ids GSM8K runs always had).
     assert sorted(i for i, _ in preset.rows("train")) == sorted(i for i, _ in plain.rows("train"))
     assert isinstance(preset, Dataset) and a[0].id == "gsm8k-test-0000" and a[0].answer == "18"

@@ -655,3 +655,46 @@ def test_compacted_order_moves_only_rows_past_the_new_end():
         assert sorted(order) == live
         moved = [k for i, k in enumerate(order) if k != i]
         assert moved == [k for k in live if k >= len(live)]
+
+
+def few_shot_prompts(k: int = 4) -> list:
+    """Prompts that open with the same few-shot turns (lookup's exemplars) and differ in their last question."""
+    from sys2distill.methods import REGISTRY as METHODS
+    from sys2distill.tasks.lookup import Lookup
+
+    task = Lookup(train_size=2, test_size=k)
+    return [METHODS["cot_fewshot"](task).prompt("answer", ex) for ex in task.load("test")]
+
+
+@pytest.mark.parametrize("n, temperature", [(1, 0.0), (3, 1.0)])
+def test_a_prefix_every_prompt_shares_is_prefilled_once_with_the_same_tokens(embedded_tokenizer, tiny_model,
+                                                                               monkeypatch, n, temperature):
+    import sys2distill.backends.hf as hf
+
+    backend = HFBackend(loaded=(tiny_model(embedded_tokenizer), embedded_tokenizer), batch_size=16)
+    prompts = few_shot_prompts()
+    ids = backend.tokenizer([backend.render(m) for m in prompts], add_special_tokens=False).input_ids
+    assert hf.common_prefix_length(ids) >= hf.COMMON_PREFIX_MIN  # the exemplars, tokenised alike
+    calls = []
+    forward = backend.model.forward
+    monkeypatch.setattr(backend.model, "forward", lambda *a, **kw: calls.append(kw["input_ids"].shape) or forward(*a, **kw))
+    params = SamplingParams(n=n, temperature=temperature, max_tokens=8, seed=3)
+    shared = backend.generate(prompts, params)
+    assert calls[0] == (1, hf.common_prefix_length(ids))  # the prefix, once
+    assert calls[1][0] == len(prompts) and calls[1][1] < max(map(len, ids)) - hf.COMMON_PREFIX_MIN
+    monkeypatch.setattr(hf, "COMMON_PREFIX_MIN", 10**9)  # every prompt prefilled whole
+    assert backend.generate(prompts, params) == shared
+    if n == 1:  # and what transformers' own generate writes
+        tok, model = backend.tokenizer, backend.model
+        for messages, (c,) in zip(prompts, shared):
+            enc = tok(backend.render(messages), return_tensors="pt", add_special_tokens=False)
+            new = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+            assert c.text == tok.decode(new[0, enc.input_ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+def test_common_prefix_length_leaves_every_prompt_a_token_of_its_own():
+    from sys2distill.backends.hf import common_prefix_length
+
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter one keeps its last token
+    assert common_prefix_length([[5, 2], [1, 2]]) == 0

@@ -72,7 +72,7 @@ def test_first_markdown_table():
 def fake_run(tmp_path, entries=("rar_2step",)):
     """A run folder with the files a finished train stage leaves (contents do not matter to the plan)."""
     run = tmp_path / "run"
-    cfg = load_config(None, [f"distill.methods=[system1,rar_2step]", f"run_dir={run}"])
+    cfg = load_config(None, ["distill.methods=[system1,rar_2step]", f"run_dir={run}"])
     run.mkdir()
     (run / "config.yaml").write_text(dump_config(cfg))
     for entry in entries:

@@ -131,7 +131,8 @@ def test_interrupted_generation_resumes(tmp_path, tiny):
 def test_empty_dataset_is_a_clear_error_and_keeps_work(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(LastLetter, "extract_answer", lambda self, text: None)
     p = make(tmp_path, tiny, "distill.methods=[system1]")
-    with pytest.raises(UserError, match="no training examples"):
+    with pytest.raises(UserError, match=r"the filter kept none of the 6 inputs of distill entry 'system1' \(6 no answer "
+                                        r"extracted\): set distill.on_empty=skip"):
         p.run()
     assert (p.dir / "generate" / "system1.jsonl").exists() and (p.dir / "filter" / "STAGE.json").exists()
 

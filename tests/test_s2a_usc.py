@@ -8,7 +8,7 @@ import pytest
 from scripted import ScriptedBackend
 from sys2distill.backends.base import SamplingParams
 from sys2distill.config import load_config
-from sys2distill.dataset import build_records
+from sys2distill.distill_data import build_records
 from sys2distill.errors import UserError
 from sys2distill.filters import REGISTRY as FILTERS
 from sys2distill.filters.usc import USCFilter

@@ -87,11 +87,46 @@ def test_verdict_warns_when_the_distilled_model_gives_one_answer_to_nearly_every
     assert v.one_answer == ("yes", pytest.approx(0.95), pytest.approx(0.5))
     assert v.sentence.endswith("Caution: Distilled RaR answers “yes” to 95% of the items, and always answering “yes” "
                                "scores 50.0%: it learnt the filter's commonest answer, not the method.")
-    varied = ["yes"] * 35 + ["no"] * 5  # 88%: below the threshold (right on 21, above always "yes")
+    varied = ["yes"] * 35 + ["no"] * 5  # 88%: below the threshold (right on 21, above always "yes") ...
     d = [a == g for a, g in zip(varied, golds)]
     v = verdict([bool(x) for x in s1], [bool(x) for x in s2], d, [60.0] * 40, [3.0] * 40,
                 labels=("Distilled RaR", "RaR", "System 1"), d_answers=varied, golds=golds)
-    assert v.one_answer is None and "Caution" not in v.sentence
+    assert v.one_answer is None and "always answering" not in v.sentence
+    # ... but 38 points commoner than the commonest gold answer: the milder caution
+    assert v.skewed == ("yes", pytest.approx(0.875), pytest.approx(0.5))
+    assert v.sentence.endswith("Caution: Distilled RaR answers “yes” to 88% of the items, where the commonest gold answer "
+                               "covers 50%: part of what it learnt is that answer, not the method.")
+
+
+def test_verdict_skew_caution_only_beyond_ten_points_over_gold():
+    # 40 items, 20 gold answers twice each (commonest: 5%); a distilled model giving "1" to 5 items (12.5%)
+    # is within 10 points of that; to 7 items (17.5%) beyond them.
+    golds = [str(i % 20) for i in range(40)]
+    s1, s2 = [False] * 40, [True] * 30 + [False] * 10
+    for ones, caution in ((5, False), (7, True)):
+        answers = ["1"] * ones + [f"other{i}" for i in range(40 - ones)]
+        d = [a == g for a, g in zip(answers, golds)]
+        v = verdict(s1, s2, d, [20.0] * 40, [2.0] * 40, labels=("D", "S2", "S1"), d_answers=answers, golds=golds)
+        assert (v.skewed is not None) is caution and ("answers “1” to" in v.sentence) is caution
+
+
+def test_verdict_pairs_the_distilled_model_with_every_baseline_and_the_gold_ceiling():
+    n = 50
+    s1, s2 = [False] * n, [True] * 25 + [False] * 25
+    d = [True] * 22 + [False] * 28
+    others = {"Distill System 1": [True] * 2 + [False] * 48, "D, shuffled answers (control)": [False] * n,
+              "D, gold answers (control)": [True] * 40 + [False] * 10}
+    v = verdict(s1, s2, d, [20.0] * n, [2.0] * n, labels=("D", "S2", "S1"), others=others,
+                ceiling="D, gold answers (control)")
+    assert [c.baseline for c in v.against] == list(others)
+    assert [round(c.diff, 2) for c in v.against] == [0.40, 0.44, -0.36]
+    assert v.against[0].clear_of_zero and v.against[1].clear_of_zero and v.against[2].diff_ci[1] < 0
+    assert v.ceiling == ("D, gold answers (control)", pytest.approx(0.8))
+    assert "Against Distill System 1: +40.0 points" in v.sentence and "Against D, gold" not in v.sentence
+    assert "The gold-label ceiling (D, gold answers (control), trained on these inputs' train labels) is 80.0%: D " \
+           "reaches 55% of it." in v.sentence
+    with pytest.raises(ValueError):
+        verdict(s1, s2, d, [20.0] * n, [2.0] * n, labels=("D", "S2", "S1"), others={"x": [True]})
 
 
 def test_verdict_warns_when_the_commonest_gold_answer_beats_the_distilled_model():
@@ -104,12 +139,12 @@ def test_verdict_warns_when_the_commonest_gold_answer_beats_the_distilled_model(
     v = verdict(s1, s2, d, [84.0] * 100, [4.5] * 100, labels=("Distilled RaR", "RaR", "System 1"),
                 d_answers=d_answers, golds=golds)
     assert v.one_answer is None and v.below_constant == ("no", pytest.approx(0.57))
-    assert v.sentence.endswith("Caution: always answering “no” (the commonest gold answer) scores 57.0%, more than "
-                               "Distilled RaR's 52.0%.")
-    better = [True] * 60 + [False] * 40  # 60% beats the constant: no caution
+    assert ("Caution: always answering “no” (the commonest gold answer) scores 57.0%, more than Distilled RaR's "
+            "52.0%. Caution: Distilled RaR answers “no” to 69% of the items") in v.sentence  # and “no” is 12 points commoner
+    better = [True] * 60 + [False] * 40  # 60% beats the constant: no such caution
     v = verdict(s1, s2, better, [84.0] * 100, [4.5] * 100, labels=("Distilled RaR", "RaR", "System 1"),
                 d_answers=d_answers, golds=golds)
-    assert v.below_constant is None and "Caution" not in v.sentence
+    assert v.below_constant is None and "always answering" not in v.sentence
 
 
 def test_plot_is_a_png(tmp_path):

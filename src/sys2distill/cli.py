@@ -38,7 +38,8 @@ Config values can be overridden after the config file: key=value, e.g.
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None)
 
-ConfigArg = Annotated[str, typer.Argument(metavar="CONFIG", help="YAML config file (configs/*.yaml) or a shipped config's name.")]
+ConfigArg = Annotated[str, typer.Argument(metavar="CONFIG", help="YAML config file (configs/*.yaml), a shipped config's "
+                                                                  "name, or a run folder (runs/<name>: its config.yaml).")]
 OptionalConfigArg = Annotated[Optional[str], typer.Argument(metavar="CONFIG",
                                                             help="YAML config file (default: every key at its default).")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(metavar="KEY=VALUE", help="Overrides, e.g. task.test_size=50.")]
@@ -59,10 +60,16 @@ def _user_errors(fn):
 
 
 def _pipeline(config: str, overrides: list[str] | None):
+    """The run's pipeline; the config and its names are checked first, before the pipeline's imports (torch,
+    transformers) take seconds."""
     from sys2distill.config import load_config
+    from sys2distill.validation import check_names
+
+    cfg = load_config(config, overrides or [])
+    check_names(cfg)
     from sys2distill.pipeline import Pipeline
 
-    return Pipeline(load_config(config, overrides or []))
+    return Pipeline(cfg)
 
 
 @app.command()
@@ -73,16 +80,17 @@ def run(config: ConfigArg, overrides: Overrides = None,
     """Run every stage of the pipeline.
 
     Finished stages are skipped; --stages a,b runs only those, --force STAGE redoes one and what follows."""
+    p = _pipeline(config, overrides)  # checks the config before the pipeline's heavy imports
     from sys2distill.pipeline import STAGES
 
-    p = _pipeline(config, overrides)
     _show(p, p.run(tuple(stages.split(",")) if stages else STAGES, tuple(force or ())))
 
 
 def _show(p, results) -> None:
     """The results table and verdict when the run has a report (also a finished run rerun), then the folder."""
     if results is not None:
-        from sys2distill.report import RESULTS_MD, print_table
+        from sys2distill.report import print_table
+        from sys2distill.rundir import RESULTS_MD
 
         print_table(results)
         typer.echo(f"report: {p.dir / RESULTS_MD}")
@@ -195,14 +203,16 @@ def init(data: Annotated[str, typer.Option(help="Your rows: a JSONL, CSV or Parq
          pattern: Annotated[Optional[str], typer.Option(help="regex: a pattern whose one group is the answer.")] = None,
          responses: Annotated[Optional[str], typer.Option(help="judge_pair: the two response fields, 'a,b'.")] = None,
          model: Annotated[str, typer.Option(help="'embedded', a local checkpoint folder or a Hub id.")] = "embedded",
-         out: Annotated[Optional[str], typer.Option(help="Config file to write (default <data>_<method>.yaml).")] = None,
+         name: Annotated[Optional[str], typer.Option(help="The run's name, its folder runs/<name> (default "
+                                                          "<data>_<method>).")] = None,
+         out: Annotated[Optional[str], typer.Option(help="Config file to write (default <name>.yaml).")] = None,
          force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False):
     """Write a commented config that distils a System 2 method on your own data (checked before it is written)."""
-    from sys2distill.scaffold import write_config
+    from sys2distill.scaffold import run_name, write_config
 
-    out_path = Path(out or f"{Path(data).stem}_{Path(method).stem}.yaml")
-    typer.echo(write_config(out_path, data, question, answer, answer_type, method, data_config, test, test_ratio,
-                            choices, pattern, responses, model, force))
+    name = run_name(data, method, name)
+    typer.echo(write_config(Path(out or f"{name}.yaml"), data, question, answer, answer_type, method, data_config, test,
+                            test_ratio, choices, pattern, responses, model, force, name=name))
 
 
 @app.command("list")
@@ -231,7 +241,7 @@ def show_config(config: OptionalConfigArg = None, overrides: Overrides = None):
 
 @app.command()
 @_user_errors
-def push(run_dir: Annotated[str, typer.Argument(metavar="RUN_DIR", help="A run folder, e.g. runs/rar_last_letter.")],
+def push(run_dir: Annotated[str, typer.Argument(metavar="RUN", help="A run folder (runs/<name>) or the config it ran with.")],
          repo: Annotated[str, typer.Option(help="Hub repo id ORG/NAME: the model goes to this model repo, "
                                                 "its training data to the dataset repo of the same name.")],
          entry: Annotated[Optional[str], typer.Option(help="Which distilled model (a distill entry's name); "

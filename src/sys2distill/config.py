@@ -14,6 +14,7 @@ from typing import Any, Iterator, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sys2distill import rundir
 from sys2distill.errors import UserError
 from sys2distill.redact import looks_secret
 
@@ -112,6 +113,15 @@ class DistillSpec(Section):
     def key(self) -> str:
         return self.name or self.method
 
+    # The one place an entry's own setting falls back to the run's (generate, filter, train, model cards).
+    def samples(self, generation: GenerationConfig) -> int:
+        """Samples per input this entry is distilled from: its own ``num_samples``, else ``generation.num_samples``."""
+        return self.num_samples or generation.num_samples
+
+    def filter_or(self, default: FilterConfig) -> FilterConfig:
+        """The filter this entry's inputs pass: its own, else the run's ``filter``."""
+        return self.filter or default
+
 
 class DistillConfig(Section):
     """Which methods' traces become training targets; one distilled model per entry."""
@@ -121,6 +131,11 @@ class DistillConfig(Section):
     # When the filter keeps no input for an entry: "error" stops the run with one line (nothing lost);
     # "skip" reports that entry as not trained and finishes the others (used by `sys2distill reproduce`).
     on_empty: Literal["error", "skip"] = "error"
+    # Diagnostic models beside each System 2 entry, trained the same way on the same kept inputs:
+    # "shuffled" with the kept answers permuted across inputs (what the answers' format alone teaches),
+    # "gold" with the train labels (the ceiling for those inputs). "gold" reads the train labels, which
+    # the pipeline otherwise never does: reports mark both as controls. Off by default.
+    controls: list[Literal["shuffled", "gold"]] = []
 
     @property
     def specs(self) -> list[DistillSpec]:
@@ -133,7 +148,14 @@ class DistillConfig(Section):
         dup = {k for k in keys if keys.count(k) > 1}
         if dup:
             raise ValueError(f"two entries share the name {sorted(dup)[0]!r}: give one a `name`")
+        if rundir.CONTROLS in keys:
+            raise ValueError(f"an entry may not be named {rundir.CONTROLS!r} (the folder of the control models): rename it")
         return v
+
+    @field_validator("controls")
+    @classmethod
+    def _unique_controls(cls, v: list) -> list:
+        return list(dict.fromkeys(v))
 
 
 class TrainConfig(Section):
@@ -370,8 +392,18 @@ def read_chain(ref: str, base: Path = Path(".")) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config (optional), apply ``a.b=value`` overrides, validate."""
+    """Read a YAML config (optional), apply ``a.b=value`` overrides, validate.
+
+    ``path`` is a config file, a shipped config's name, or a run folder: that folder's ``config.yaml``,
+    with ``run_dir`` pointing at the folder itself wherever it now lies."""
     data: dict[str, Any] = {}
+    folder = None
+    if path is not None and Path(path).is_dir():
+        folder = Path(path)
+        if not (folder / rundir.CONFIG).is_file():
+            raise UserError(f"{path} is a folder without {rundir.CONFIG}, so not a run folder: pass a config file (e.g. "
+                            "configs/cot_lookup.yaml) or a folder a run wrote (runs/<name>)")
+        path = folder / rundir.CONFIG
     if path is not None:
         p = Path(path)
         if not p.is_file() and (CONFIG_DIR / f"{path}.yaml").is_file():
@@ -387,6 +419,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
             raise UserError(f"config {p} is not UTF-8 text: pass a YAML file such as configs/rar_coin_flip.yaml") from None
         if not isinstance(data, dict):
             raise UserError(f"config {p} must be a YAML mapping of keys to values")
+    if folder is not None:  # the folder as it is now (moved, or named from another working directory)
+        data["run_dir"] = str(folder)
     base = p.parent if path is not None else Path.cwd()
     _resolve_paths(data, base)  # before the overrides: a path on the command line is relative to where you are
     for item in overrides:

@@ -57,7 +57,7 @@ class ConfigView:
         if isinstance(prop, property):
             return prop.fget(self)
         raise UndeclaredConfigKey(f"the {self._owner} read config key {path!r}, which it does not declare: add it to its "
-                                  "keys in pipeline.STAGE_READS (or to neutral if it never changes the outputs)")
+                                  "keys in its module's READS (sys2distill/stages/), or to neutral if it never changes the outputs")
 
     def model_dump(self) -> dict:
         """The allowed part of the config as nested plain data, in the config's own order."""

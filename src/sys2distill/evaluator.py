@@ -17,8 +17,6 @@ from sys2distill.filters.majority import majority_vote
 from sys2distill.records import Example, FilterDecision, Trace
 from sys2distill.tasks.base import Task, normalize, tally
 
-ROWS = "rows.jsonl"  # evaluate/rows.jsonl: every EvalRow of a run
-FILTER_CHECK = "filter_check.jsonl"  # evaluate/filter_check.jsonl: kept train answers against train labels
 
 
 @dataclass
@@ -28,7 +26,7 @@ class EvalRow:
     id: str  # test item id
     system: str  # run-folder key: "system1", "rar_2step", "distill_rar_2step"
     label: str  # table name: "Distilled RaR 2-step"
-    kind: str  # "system1", "system2" or "distilled"
+    kind: str  # "system1", "system2", "distilled" or "control" (distill.controls: a diagnostic model)
     method: str  # the method whose prompts produced the text ("system1" for a distilled model)
     source: str | None  # distilled: the run-folder key of the System 2 method it was distilled from
     model: str  # the base model's identity, or the distilled checkpoint's folder
@@ -47,6 +45,7 @@ class EvalRow:
     votes: list[dict[str, Any]] = field(default_factory=list)  # per k: {"k", "answer", "correct", "tokens"}
     system2_answer: str | None = None  # distilled: System 2's majority answer on this input (None: no majority)
     agrees_with_system2: bool | None = None  # distilled: answer == system2_answer (None: System 2 has no majority)
+    control: str | None = None  # a control model: "shuffled" or "gold" (trained on the train labels)
 
 
 @dataclass
@@ -83,7 +82,7 @@ def vote(answers: list[str | None]) -> tuple[str | None, bool]:
 def score_rows(task: Task, examples: list[Example], traces: dict[str, list[Trace]], *, system: str, label: str,
                kind: str, method: str, model: str, source: str | None = None, ks: list[int] = (1,),
                samples: dict[str, list[Trace]] | None = None,
-               system2_samples: dict[str, list[Trace]] | None = None) -> list[EvalRow]:
+               system2_samples: dict[str, list[Trace]] | None = None, control: str | None = None) -> list[EvalRow]:
     """Score the first (greedy) trace of every example, and the k-vote over ``samples`` if given.
 
     ``samples`` are max(k) traces per example drawn as in generation: sample j is seeded by
@@ -99,7 +98,8 @@ def score_rows(task: Task, examples: list[Example], traces: dict[str, list[Trace
             id=ex.id, system=system, label=label, kind=kind, method=method, source=source, model=model,
             gold=ex.answer, steps=[asdict(s) for s in t.steps], final=t.final, answer=t.answer,
             correct=bool(task.correct(t.answer, ex)), tokens=t.tokens, rule=f"{task.name} v{task.version}",
-            groups=groups_of(ex), pair_id=ex.metadata.get("pair_id"), pair_inconsistent=flips.get(ex.metadata.get("pair_id")))
+            groups=groups_of(ex), pair_id=ex.metadata.get("pair_id"), pair_inconsistent=flips.get(ex.metadata.get("pair_id")),
+            control=control)
         if samples is not None:
             drawn = samples[ex.id]
             row.samples, row.sample_tokens = [s.answer for s in drawn], [s.tokens for s in drawn]

@@ -16,13 +16,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sys2distill import rundir
 from sys2distill.config import RunConfig, load_config
 from sys2distill.errors import UserError
 from sys2distill.models import EMBEDDED
 from sys2distill.paper import BIBTEX, CITATION
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF was quantised from (Apache-2.0)
-CARD = "README.md"
+CARD = rundir.CARD
 
 
 def base_model_id(model: str) -> str | None:
@@ -74,8 +75,7 @@ def _label(method: str, run_config: RunConfig) -> str:
 def _making_of(run_dir: Path, run_config: RunConfig, entry: str) -> list[str]:
     """Table rows saying how a distilled model's data were made: method, sampling, filter, yield."""
     spec, g = _spec(run_config, entry), run_config.generation
-    f = spec.filter or run_config.filter
-    n = spec.num_samples or g.num_samples
+    f, n = spec.filter_or(run_config.filter), spec.samples(g)
     decisions = run_dir / "filter" / f"{entry}.jsonl"
     kept = inputs = None
     if decisions.is_file():
@@ -96,6 +96,15 @@ def write_model_card(checkpoint_dir: Path, *, run_config: RunConfig, train_recor
     """Write ``checkpoint_dir/README.md``: the model card of the distilled model in ``checkpoint_dir``
     (``<run_dir>/train/<entry>``). ``train_record`` is its ``DONE.json``; ``results_markdown_table``
     the run's results table (None before evaluation); ``repo`` the Hub id it is pushed to (model and data)."""
+    card = model_card(checkpoint_dir, run_config=run_config, train_record=train_record,
+                      results_markdown_table=results_markdown_table, repo=repo)
+    card.save(Path(checkpoint_dir) / CARD)
+    return Path(checkpoint_dir) / CARD
+
+
+def model_card(checkpoint_dir: Path, *, run_config: RunConfig, train_record: dict, results_markdown_table: str | None,
+               repo: str | None = None):
+    """The model card ``write_model_card`` writes, as a ``huggingface_hub.ModelCard`` (nothing written)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     checkpoint_dir = Path(checkpoint_dir)
@@ -145,13 +154,18 @@ def write_model_card(checkpoint_dir: Path, *, run_config: RunConfig, train_recor
         "```", "",
         "## Citation", "", "```bibtex", BIBTEX, "```", "", f"Published numbers this reproduces: {CITATION}.", "",
     ]
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))  # parses and checks the metadata back
-    card.save(checkpoint_dir / CARD)
-    return checkpoint_dir / CARD
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))  # parses and checks the metadata back
 
 
 def write_dataset_card(dataset_path: Path, *, run_config: RunConfig) -> Path:
     """Write the dataset card of ``<run_dir>/distill/<entry>.jsonl`` beside it (``<entry>.card.md``)."""
+    path = dataset_card_path(dataset_path)
+    dataset_card(dataset_path, run_config=run_config).save(path)
+    return path
+
+
+def dataset_card(dataset_path: Path, *, run_config: RunConfig):
+    """The dataset card ``write_dataset_card`` writes, as a ``huggingface_hub.DatasetCard`` (nothing written)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     dataset_path = Path(dataset_path)
@@ -184,10 +198,7 @@ def write_dataset_card(dataset_path: Path, *, run_config: RunConfig) -> Path:
         "train on it with TRL's `SFTTrainer` (completion-only loss).", "",
         "## Citation", "", "```bibtex", BIBTEX, "```", "",
     ]
-    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
-    path = dataset_card_path(dataset_path)
-    card.save(path)
-    return path
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 
 def results_table(run_dir: Path) -> str | None:
@@ -200,12 +211,12 @@ def write_model_cards(run_dir: Path, run_config: RunConfig) -> list[Path]:
     """(Re)write the card of every finished checkpoint of a run, with ``results.md``'s table when it exists."""
     run_dir, table = Path(run_dir), results_table(run_dir)
     return [write_model_card(run_dir / "train" / entry, run_config=run_config, results_markdown_table=table,
-                             train_record=json.loads((run_dir / "train" / entry / "DONE.json").read_text()))
+                             train_record=json.loads((run_dir / "train" / entry / rundir.DONE).read_text()))
             for entry in trained_entries(run_dir, run_config)]
 
 
 def trained_entries(run_dir: Path, run_config: RunConfig) -> list[str]:
-    return [s.key for s in run_config.distill.specs if (Path(run_dir) / "train" / s.key / "DONE.json").is_file()]
+    return [s.key for s in run_config.distill.specs if (Path(run_dir) / "train" / s.key / rundir.DONE).is_file()]
 
 
 # -- push ----------------------------------------------------------------------------------
@@ -219,11 +230,14 @@ class Upload:
     files: tuple[tuple[Path, str], ...]
 
 
-def run_config_of(run_dir: Path) -> RunConfig:
-    config = Path(run_dir) / "config.yaml"
-    if not config.is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.yaml): pass the folder a run wrote, e.g. runs/<name>")
-    return load_config(config)
+def run_of(path: str | Path) -> tuple[Path, RunConfig]:
+    """The run folder and its config, from either the folder a run wrote or the config it ran with."""
+    if Path(path).is_file() or not Path(path).exists():
+        cfg = load_config(path)  # a config file or a shipped config's name
+        if not (cfg.path / rundir.CONFIG).is_file():
+            raise UserError(f"config {path} has not run yet (no run folder {cfg.path}): run `sys2distill run {path}` first")
+        return cfg.path, load_config(cfg.path)
+    return Path(path), load_config(path)
 
 
 def pick_entry(run_dir: Path, run_config: RunConfig, entry: str | None) -> str:
@@ -252,42 +266,59 @@ def upload_plan(run_dir: Path, repo: str, entry: str) -> list[Upload]:
     model_files = tuple((f, f.relative_to(checkpoint).as_posix()) for f in sorted(checkpoint.rglob("*"))
                         if f.is_file() and not f.relative_to(checkpoint).parts[0].startswith("checkpoint-"))
     data_files = ((dataset_card_path(data), CARD), (data, "data/train.jsonl"),
-                  (run_dir / "config.yaml", "sys2distill_config.yaml"))
+                  (run_dir / rundir.CONFIG, "sys2distill_config.yaml"))
     return [Upload(repo, "model", model_files), Upload(repo, "dataset", data_files)]
 
 
-def push(run_dir: Path, repo: str, entry: str | None = None, private: bool = False) -> list[str]:
+def network_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a failed connection raises in whichever HTTP client the installed huggingface_hub uses
+    (``httpx`` until 1.x, ``httpx2`` in 2.x, ``requests`` before both), besides ``OSError``."""
+    import importlib
+
+    found: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx", "TransportError"), ("httpx2", "TransportError"), ("requests", "ConnectionError"),
+                         ("requests", "Timeout")):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def push(run: str | Path, repo: str, entry: str | None = None, private: bool = False) -> list[str]:
     """Upload a run's distilled checkpoint and its dataset to the Hub (``sys2distill push``); returns their URLs.
 
-    The cards are rewritten first (with the results table and the repo id) and checked by the Hub's
-    own validator; then one commit per repo (``HfApi.create_repo`` + ``create_commit``)."""
-    import httpx
-    from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, ModelCard, constants, get_token
+    ``run`` is the run folder or the config it ran with. The cards are made with the results table and the
+    repo id and checked by the Hub's own validator, in memory: publishing never changes a file of the run
+    folder (a stage's outputs are its record's). Then one commit per repo (``HfApi.create_repo`` +
+    ``create_commit``)."""
+    from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
     from huggingface_hub.errors import HfHubHTTPError
 
-    run_dir = Path(run_dir)
-    run_config = run_config_of(run_dir)
+    run_dir, run_config = run_of(run)
     entry = pick_entry(run_dir, run_config, entry)
     plan = upload_plan(run_dir, repo, entry)  # every user mistake is caught before the network
     if constants.HF_HUB_OFFLINE:
         raise UserError("HF_HUB_OFFLINE is set: unset it to push (the upload needs the Hub)")
     if get_token() is None:
         raise UserError("no Hugging Face token: run `hf auth login` or set HF_TOKEN to a token with write access")
-    dataset_card = write_dataset_card(run_dir / "distill" / f"{entry}.jsonl", run_config=run_config)
-    model_card = write_model_card(run_dir / "train" / entry, run_config=run_config, repo=repo,
-                                  train_record=json.loads((run_dir / "train" / entry / "DONE.json").read_text()),
-                                  results_markdown_table=results_table(run_dir))
+    cards = {dataset_card_path(run_dir / "distill" / f"{entry}.jsonl"):
+             dataset_card(run_dir / "distill" / f"{entry}.jsonl", run_config=run_config),
+             run_dir / "train" / entry / CARD:
+             model_card(run_dir / "train" / entry, run_config=run_config, repo=repo, results_markdown_table=results_table(run_dir),
+                        train_record=json.loads((run_dir / "train" / entry / rundir.DONE).read_text()))}
     api, urls = HfApi(), []
     try:
-        ModelCard.load(model_card).validate()
-        DatasetCard.load(dataset_card).validate()
+        for card in cards.values():
+            card.validate()
         for up in plan:
             urls.append(str(api.create_repo(up.repo_id, repo_type=up.repo_type, private=private, exist_ok=True)))
             api.create_commit(up.repo_id, repo_type=up.repo_type, commit_message=f"sys2distill push of {entry}",
-                              operations=[CommitOperationAdd(path_in_repo=dst, path_or_fileobj=str(src))
-                                          for src, dst in up.files])
+                              operations=[CommitOperationAdd(path_in_repo=dst, path_or_fileobj=str(cards[src]).encode()
+                                                             if src in cards else str(src)) for src, dst in up.files])
     except (HfHubHTTPError, ValueError) as e:  # ValueError: the Hub's card validator said no
         raise UserError(f"the Hub refused the push: {str(e).strip().splitlines()[0]}") from None
-    except (OSError, httpx.TransportError) as e:  # DNS failure, refused connection, timeout
-        raise UserError(f"could not reach the Hugging Face Hub ({type(e).__name__}): check the network, or push later") from None
+    except network_errors() as e:  # DNS failure, refused connection, timeout
+        raise UserError(f"could not reach the Hugging Face Hub ({type(e).__name__}): check the network, or push later; "
+                        "nothing in the run folder was changed") from None
     return urls

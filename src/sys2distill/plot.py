@@ -9,8 +9,7 @@ import math
 import textwrap
 from pathlib import Path
 
-PLOT_FILE = "accuracy_vs_tokens.png"
-_MARKERS = {"system1": "s", "system2": "o", "distilled": "D"}
+_MARKERS = {"system1": "s", "system2": "o", "distilled": "D", "control": "x"}
 
 
 def plot_accuracy_vs_tokens(scores: list[dict], path: Path, title: str = "", metric: str = "accuracy") -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
 from sys2distill.errors import UserError
+from sys2distill.rundir import write_atomic
 
 R = TypeVar("R")
 
@@ -116,13 +117,14 @@ def append_jsonl(path: Path, records: Iterable[Any]) -> None:
         os.fsync(f.fileno())
 
 
+def jsonl_text(records: Iterable[Any]) -> str:
+    """Records as JSONL text, one object per line (what ``write_jsonl`` and ``append_jsonl`` write)."""
+    return "".join(json.dumps(r if isinstance(r, dict) else to_dict(r), ensure_ascii=False) + "\n" for r in records)
+
+
 def write_jsonl(path: Path, records: Iterable[Any]) -> None:
-    """Write a whole file atomically (temp file + rename): readers never see half of it."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    if tmp.exists():
-        tmp.unlink()
-    append_jsonl(tmp, records)
-    os.replace(tmp, path)
+    """Write a whole file atomically (``rundir.write_atomic``): readers never see half of it."""
+    write_atomic(path, jsonl_text(records))
 
 
 def _read_text(path: Path) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from typing import Callable, TypeVar
+import re
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 from sys2distill.errors import UserError
 
@@ -28,7 +30,7 @@ def make_register(registry: dict[str, type], kind: str, base: type | None = None
 
     def register(name: str) -> Callable[[type[T]], type[T]]:
         def wrap(cls: type[T]) -> type[T]:
-            if name in registry:
+            if dict.__contains__(registry, name):  # a LazyRegistry also "contains" names not yet imported
                 raise ValueError(f"{name!r} is registered twice ({registry[name]} and {cls})")
             missing = [r for r in required if not any(_defined(cls, base, a) for a in r.split("|"))]
             if missing:
@@ -46,6 +48,58 @@ def make_register(registry: dict[str, type], kind: str, base: type | None = None
 def _defined(cls: type, base: type | None, attr: str) -> bool:
     value = getattr(cls, attr, None)
     return value is not None and (base is None or value is not getattr(base, attr, None))
+
+
+class LazyRegistry(dict):
+    """A registry whose package is costly to import (the backends import torch and transformers).
+
+    The names are read off the modules' decorator lines (``@register_backend("hf")``) without importing
+    them, so listing them or rejecting an unknown one costs milliseconds; the module that registers a
+    name is imported the first time that name is looked up. A module whose source cannot be read is
+    imported at once.
+    """
+
+    def __init__(self, package: str, path: list[str], decorator: str):
+        super().__init__()
+        self._pending: dict[str, str] = {}  # name → module that registers it, not imported yet
+        line = re.compile(rf"^@{re.escape(decorator)}\(\s*[\"']([^\"']+)[\"']\s*\)", re.M)
+        for module in pkgutil.iter_modules(path):
+            source = Path(getattr(module.module_finder, "path", "")) / f"{module.name}.py"
+            if not source.is_file():
+                importlib.import_module(f"{package}.{module.name}")
+                continue
+            for name in line.findall(source.read_text(encoding="utf-8")):
+                self._pending[name] = f"{package}.{module.name}"
+
+    def _load(self, name: str) -> None:
+        module = self._pending.pop(name, None)
+        if module is not None:
+            importlib.import_module(module)
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or name in self._pending
+
+    def __getitem__(self, name: str) -> type:
+        self._load(name)
+        return dict.__getitem__(self, name)
+
+    def get(self, name: str, default=None):
+        return self[name] if name in self else default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*dict.keys(self), *(n for n in self._pending if not dict.__contains__(self, n))])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+    def keys(self):
+        return list(iter(self))
+
+    def values(self):
+        return [self[n] for n in self.keys()]
+
+    def items(self):
+        return [(n, self[n]) for n in self.keys()]
 
 
 def import_all(package: str, path: list[str]) -> None:

@@ -19,15 +19,16 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from sys2distill import rundir
 from sys2distill.evaluator import EvalRow, FilterCheck
 from sys2distill.paper import PAPER, PAPER_K
-from sys2distill.plot import PLOT_FILE, plot_accuracy_vs_tokens
+from sys2distill.plot import plot_accuracy_vs_tokens
 from sys2distill.records import FilterDecision
 from sys2distill.stats import accuracy_interval, paired_difference
 from sys2distill.tasks.base import normalize
 from sys2distill.verdict import Comparison, Verdict, verdict
 
-RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+RESULTS_JSON, RESULTS_MD = rundir.RESULTS_JSON, rundir.RESULTS_MD
 
 
 class KVote(BaseModel):
@@ -41,8 +42,9 @@ class KVote(BaseModel):
 class SystemScore(BaseModel):
     system: str  # run-folder key, e.g. "rar_2step" or "distill_rar_2step"
     label: str  # table name, e.g. "Distilled RaR 2-step"
-    kind: str  # "system1", "system2" or "distilled"
+    kind: str  # "system1", "system2", "distilled" or "control"
     source: str | None = None  # distilled: the System 2 method it was distilled from
+    control: str | None = None  # a control model (distill.controls): "shuffled" or "gold"
     n: int
     correct: int
     accuracy: float
@@ -54,6 +56,10 @@ class SystemScore(BaseModel):
     inconsistent: float | None = None  # judges: share of pairs whose verdict flips when the responses swap
     inconsistent_by_group: dict[str, float] | None = None
     by_k: list[KVote] | None = None
+    # The answer histogram's head: the commonest extracted answer (normalised) and its share of the items
+    # (None: no answer was read), and how many distinct answers the system gave
+    top_answer: tuple[str, float] | None = None
+    distinct_answers: int = 0
 
 
 class FilterSummary(BaseModel):
@@ -84,6 +90,7 @@ class Results(BaseModel):
     # The commonest gold answer and its share of the test items: what always giving one answer would
     # score. A small model's System 2 "gain" can be a gain in answering at all; this says where chance is.
     constant_baseline: tuple[str, float] | None = None
+    gold_answers: int | None = None  # distinct gold answers on the test items
 
     @classmethod
     def load(cls, run_dir: Path) -> Results:
@@ -91,6 +98,11 @@ class Results(BaseModel):
 
     def score(self, system: str) -> SystemScore | None:
         return next((s for s in self.scores if s.system == system), None)
+
+    def from_system1(self, score: SystemScore) -> bool:
+        """Whether a distilled model is a "Distill System 1" baseline: distilled from a System 1 prompt."""
+        source = self.score(score.source) if score.source else None
+        return score.source == "system1" or (source is not None and source.kind == "system1")
 
     def headline(self) -> Verdict | None:
         """The verdict a summary leads with: the first distilled model with a System 2 to compare."""
@@ -119,6 +131,7 @@ def system_score(rows: list[EvalRow]) -> SystemScore:
         return _mean(ps.values()) if ps else None
 
     fid = [r.agrees_with_system2 for r in rows if r.agrees_with_system2 is not None]
+    answers = Counter(normalize(r.answer) for r in rows if r.answer is not None)
     by_k = None
     if first.votes:
         by_k = []
@@ -134,7 +147,8 @@ def system_score(rows: list[EvalRow]) -> SystemScore:
         by_group={g: _mean(r.correct for r in rs) for g, rs in sorted(groups.items())} or None,
         inconsistent=_mean(pairs.values()) if pairs else None,
         inconsistent_by_group={g: f for g, rs in sorted(groups.items()) if (f := flips(rs)) is not None} or None,
-        by_k=by_k)
+        by_k=by_k, control=first.control, distinct_answers=len(answers),
+        top_answer=(answers.most_common(1)[0][0], answers.most_common(1)[0][1] / n) if answers else None)
 
 
 def _filter_summary(decisions: list[FilterDecision], checks: list[FilterCheck] | None, trained: dict) -> FilterSummary:
@@ -162,45 +176,60 @@ def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecisi
     for r in rows:
         by_system.setdefault(r.system, []).append(r)
     scores = [system_score(rs) for rs in by_system.values()]
-    ids = [r.id for r in by_system.get("system1", [])]
+    baseline = system1_baseline(scores)
+    ids = [r.id for r in by_system[baseline.system]] if baseline else []
     correct = {s: {r.id: r.correct for r in rs} for s, rs in by_system.items()}
     tokens = {s: {r.id: float(r.tokens) for r in rs} for s, rs in by_system.items()}
     answers = {s: {r.id: normalize(r.answer) if r.answer is not None else None for r in rs} for s, rs in by_system.items()}
-    golds = [normalize(r.gold) if r.gold else None for r in by_system.get("system1", [])]  # in ``ids`` order
-    label = {s.system: s.label for s in scores}
+    golds = [normalize(r.gold) if r.gold else None for r in by_system[baseline.system]] if baseline else []  # ``ids`` order
+    kind = {s.system: s.kind for s in scores}
     comparisons, verdicts = [], []
-    if ids:
+    complete = lambda system: set(ids) <= correct[system].keys()  # noqa: E731 -- scored on every baseline item
+    col = lambda table, system: [table[system][i] for i in ids]  # noqa: E731
+    if baseline:
         for s in scores:
-            if s.system != "system1" and set(ids) <= correct[s.system].keys():
-                d = paired_difference([correct[s.system][i] for i in ids], [correct["system1"][i] for i in ids])
-                comparisons.append(Comparison.of(s.label, label["system1"], d))
+            if s.system != baseline.system and complete(s.system):
+                d = paired_difference(col(correct, s.system), col(correct, baseline.system))
+                comparisons.append(Comparison.of(s.label, baseline.label, d))
     for s in scores:
-        if s.kind != "distilled" or s.source in (None, "system1") or s.source not in correct or not ids:
+        if s.kind != "distilled" or s.source not in correct or kind[s.source] == "system1" or not ids:
             continue
-        col = lambda table, system: [table[system][i] for i in ids]  # noqa: E731
-        verdicts.append(verdict(col(correct, "system1"), col(correct, s.source), col(correct, s.system),
+        # Every other baseline on the same items: System 1 prompts, Distill System 1 models, this entry's controls.
+        others = [o for o in scores if o.system != baseline.system and complete(o.system) and (
+            o.kind == "system1" or (o.kind == "distilled" and (kind.get(o.source) == "system1" or o.source == "system1"))
+            or (o.kind == "control" and o.source == s.source))]
+        gold = next((o.label for o in others if o.control == "gold"), None)
+        verdicts.append(verdict(col(correct, baseline.system), col(correct, s.source), col(correct, s.system),
                                 col(tokens, s.source), col(tokens, s.system),
-                                labels=(s.label, label[s.source], label["system1"]),
-                                d_answers=col(answers, s.system), golds=golds))
+                                labels=(s.label, next(o.label for o in scores if o.system == s.source), baseline.label),
+                                d_answers=col(answers, s.system), golds=golds,
+                                others={o.label: col(correct, o.system) for o in others}, ceiling=gold))
     by_entry: dict[str, list[FilterCheck]] = defaultdict(list)
     for c in checks or []:
         by_entry[c.entry].append(c)
     summaries = {entry: _filter_summary(ds, by_entry.get(entry) if checks is not None else None, trained.get(entry, {}))
                  for entry, ds in decisions.items()}
     gold_counts = Counter(g for g in golds if g)
-    baseline = None
+    constant = None
     if gold_counts:
         answer, count = gold_counts.most_common(1)[0]
-        baseline = (answer, count / len(golds))
+        constant = (answer, count / len(golds))
     return Results(scores=scores, comparisons=comparisons, verdicts=verdicts, filter=summaries, stages=stages,
-                   constant_baseline=baseline, **info)
+                   constant_baseline=constant, gold_answers=len(gold_counts) or None, **info)
+
+
+def system1_baseline(scores: list[SystemScore]) -> SystemScore | None:
+    """The System 1 every other system is paired with: the most accurate System 1 prompt the run evaluated
+    (zero-shot, few-shot), so no gain is claimed over a weaker System 1 than the run had; the first on ties."""
+    system1 = [s for s in scores if s.kind == "system1"]
+    return max(system1, key=lambda s: s.accuracy) if system1 else None
 
 
 def write_results(results: Results, run_dir: Path) -> Results:
     """``results.json``, ``results.md`` and the accuracy-vs-tokens plot in ``run_dir``."""
-    plot_accuracy_vs_tokens([s.model_dump() for s in results.scores], run_dir / PLOT_FILE,
+    plot_accuracy_vs_tokens([s.model_dump() for s in results.scores], run_dir / rundir.PLOT,
                             title=f"{results.task} — {results.model}", metric=results.metric)
-    results.plot = PLOT_FILE
+    results.plot = rundir.PLOT
     (run_dir / RESULTS_JSON).write_text(results.model_dump_json(indent=1), encoding="utf-8")
     (run_dir / RESULTS_MD).write_text(markdown(results), encoding="utf-8")
     return results
@@ -269,21 +298,11 @@ def markdown(results: Results, level: int = 1, assets: str = "") -> str:
     if results.constant_baseline:
         answer, share = results.constant_baseline
         lines[-1:-1] = [f"Always answering “{answer}” (the commonest gold answer) would score {pct(share)} on these items."]
-    if results.comparisons:
-        lines += ["", f"{h}# Paired with System 1", "", "| system | difference (95% CI) | right where System 1 is wrong "
-                  "| wrong where System 1 is right | McNemar p |", "|---|---|---|---|---|"]
-        lines += [f"| {c.system} | {100 * c.diff:+.1f} points ({100 * c.diff_ci[0]:+.1f} to {100 * c.diff_ci[1]:+.1f}) "
-                  f"| {c.wins} | {c.losses} | {c.p_value:.2g} |" for c in results.comparisons]
-    lines += ["", f"{h}# Consistency filter", "",
-              "| distilled from | inputs | kept | yield | kept answers right (95% CI) | dropped because | train steps | final loss |",
-              "|---|---|---|---|---|---|---|---|"]
-    for name, f in results.filter.items():
-        t = f.train or {}
-        steps = f"not trained: {f.not_trained}" if f.not_trained else t.get("steps", "")
-        right = f"{pct(f.precision)} ({interval(f.precision_ci)})" if f.precision is not None else "n/a"
-        lines.append(f"| {name} | {f.inputs} | {f.kept} | {100 * f.kept_share:.0f}% | {right} "
-                     f"| {f.dropped_because or '-'} | {steps} | {t.get('final_loss', '')} |")
-    lines += ["", "Kept answers right = the filter's precision, scored with the train labels that the pipeline never reads."]
+    if any(s.kind == "control" for s in results.scores):
+        lines += ["", "Controls (distill.controls) are diagnostics, not systems: the same SFT on the same kept inputs with "
+                  "the kept answers shuffled across inputs, or with the train labels (gold), which only they read."]
+    lines += _comparison_lines(results, h) + _filter_lines(results, h)
+    lines += _answer_lines(results, h)
     lines += _category_lines(results, h)
     lines += _kvote_lines(results, h)
     if results.plot:
@@ -298,6 +317,48 @@ def markdown(results: Results, level: int = 1, assets: str = "") -> str:
         lines += ["", "Repaired on a rerun (damaged or incomplete files; only what was missing was made again):", *repairs]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results.versions.items()), ""]
     return "\n".join(lines)
+
+
+def _comparison_lines(results: Results, h: str) -> list[str]:
+    """Every system paired with the run's System 1 on the same test items."""
+    if not results.comparisons:
+        return []
+    base = results.comparisons[0].baseline
+    lines = ["", f"{h}# Paired with {base}", "", f"| system | difference (95% CI) | right where {base} is wrong "
+             f"| wrong where {base} is right | McNemar p |", "|---|---|---|---|---|"]
+    return lines + [f"| {c.system} | {100 * c.diff:+.1f} points ({100 * c.diff_ci[0]:+.1f} to {100 * c.diff_ci[1]:+.1f}) "
+                    f"| {c.wins} | {c.losses} | {c.p_value:.2g} |" for c in results.comparisons]
+
+
+def _filter_lines(results: Results, h: str) -> list[str]:
+    """Each entry's filter yield and precision, and how its model trained."""
+    lines = ["", f"{h}# Consistency filter", "",
+             "| distilled from | inputs | kept | yield | kept answers right (95% CI) | dropped because | train steps | final loss |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, f in results.filter.items():
+        t = f.train or {}
+        steps = f"not trained: {f.not_trained}" if f.not_trained else t.get("steps", "")
+        right = f"{pct(f.precision)} ({interval(f.precision_ci)})" if f.precision is not None else "n/a"
+        loss = t.get("final_loss")
+        lines.append(f"| {name} | {f.inputs} | {f.kept} | {100 * f.kept_share:.0f}% | {right} "
+                     f"| {f.dropped_because or '-'} | {steps} | {'' if loss is None else f'{loss:.4g}'} |")
+    return lines + ["", "Kept answers right = the filter's precision, scored with the train labels that the pipeline never reads."]
+
+
+def _answer_lines(results: Results, h: str) -> list[str]:
+    """The head of each system's answer histogram beside the gold answers': a model that learnt one answer
+    (or the answers' format) shows a commonest answer far commoner than gold's."""
+    if not any(s.top_answer for s in results.scores):
+        return []
+    lines = ["", f"{h}# Answers", "", "| system | commonest answer (share of items) | distinct answers | no answer |",
+             "|---|---|---|---|"]
+    if results.constant_baseline:
+        answer, share = results.constant_baseline
+        lines.append(f"| gold | “{answer}” ({pct(share)}) | {results.gold_answers or ''} | |")
+    for s in results.scores:
+        top = f"“{s.top_answer[0]}” ({pct(s.top_answer[1])})" if s.top_answer else "-"
+        lines.append(f"| {s.label} | {top} | {s.distinct_answers} | {pct(s.extraction_failures)} |")
+    return lines
 
 
 def _category_lines(results: Results, h: str) -> list[str]:

@@ -157,7 +157,7 @@ def _cell(score: SystemScore | None) -> str:
 
 def _summary_row(name: str, results: Results) -> str:
     """System 1, the headline distilled model, and the System 2 method it was distilled from."""
-    distilled = next((s for s in results.scores if s.kind == "distilled" and s.source not in (None, "system1")), None)
+    distilled = next((s for s in results.scores if s.kind == "distilled" and not results.from_system1(s)), None)
     system2 = results.score(distilled.source) if distilled else None
     v = next((v for v in results.verdicts if distilled and v.distilled == distilled.label), None)
     if distilled is None:

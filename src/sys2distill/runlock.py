@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sys2distill import rundir
 from sys2distill.errors import UserError
 
-LOCK_FILE = ".lock"
+LOCK_FILE = rundir.LOCK
 
 
 @contextmanager
@@ -29,7 +30,7 @@ def run_lock(folder: Path) -> Iterator[None]:
     Under ``torchrun`` / ``accelerate launch`` every rank runs the pipeline: rank 0 holds the lock
     for the whole job (and a job that cannot get it stops there).
     """
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not rundir.is_main_process():
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from sys2distill.errors import UserError
-from sys2distill.evaluator import FILTER_CHECK, ROWS
+from sys2distill import rundir
 from sys2distill.records import FilterDecision, Trace, read_records
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}  # name -> pip package
@@ -37,7 +37,7 @@ def stage_tokens(run_dir: Path, stage: str) -> int | None:
     """Tokens generated in ``stage`` (System 2 sampling, the filter's own calls such as USC, evaluation);
     None for stages that generate nothing."""
     if stage in ("generate", "evaluate"):
-        scored = (ROWS, FILTER_CHECK)  # evaluate's scored rows repeat its traces' tokens
+        scored = (Path(rundir.ROWS).name, Path(rundir.FILTER_CHECK).name)  # evaluate's scored rows repeat its traces' tokens
         return sum(t.tokens for f in sorted((run_dir / stage).glob("*.jsonl")) if f.name not in scored
                    for t in read_records(f, Trace))
     if stage == "filter":
@@ -50,7 +50,7 @@ class Tracker:
     """Scalars to every configured tracker; does nothing for ``report_to: none`` and on ranks other than 0."""
 
     def __init__(self, report_to: str | list[str], run_dir: Path, run_name: str):
-        self.names = tracker_names(report_to) if int(os.environ.get("RANK", "0")) == 0 else []
+        self.names = tracker_names(report_to) if rundir.is_main_process() else []
         self.run_dir, self.run_name = Path(run_dir), run_name
         self._trackio_started = False
 

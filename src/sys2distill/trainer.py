@@ -14,12 +14,12 @@ import json
 import time
 from pathlib import Path
 
+from sys2distill import rundir
 from sys2distill.config import TrainConfig
 from sys2distill.errors import UserError
 from sys2distill.models import load_model_and_tokenizer, resolve_model
 
-DONE = "DONE.json"
-LOG = "train_log.jsonl"
+DONE, LOG = rundir.DONE, rundir.TRAIN_LOG
 
 
 def _log_callback(path: Path):

@@ -11,6 +11,11 @@ test split (the three systems answered the same items, so every comparison is pa
 Gap recovered is a ratio over the gap, so it is reported only when the gap's 95% interval is
 clear of zero; otherwise the verdict says the share cannot be measured on this many items and
 how many paired items would make the observed gap clear.
+
+Beside System 1 the distilled model is compared, paired, with every other baseline the run has: a
+"Distill System 1" model (the paper's baseline: System 1's own voted answers) and the control models
+of ``distill.controls`` (the same SFT on shuffled kept answers, and on the gold answers, whose accuracy
+is the ceiling the verdict measures the distilled model against). A gain is only a gain beside them.
 """
 
 from __future__ import annotations
@@ -69,10 +74,18 @@ class Verdict(BaseModel):
     # (the commonest gold answer, accuracy of always giving it): set, when ``one_answer`` is not, where that
     # constant scores more than the distilled model — answers carrying no more than their format
     below_constant: tuple[str, float] | None = None
+    # (the distilled model's commonest answer, its share, the commonest gold answer's share): set, when
+    # ``one_answer`` is not, where the first share exceeds the last by more than SKEW_POINTS
+    skewed: tuple[str, float, float] | None = None
+    # Distilled vs each other baseline of the run (other System 1 prompts, Distill System 1, controls)
+    against: list[Comparison] = []
+    # (label, accuracy) of the gold-answer control: SFT on the kept inputs with their train labels
+    ceiling: tuple[str, float] | None = None
     sentence: str
 
 
 ONE_ANSWER_SHARE = 0.9
+SKEW_POINTS = 0.10  # a distilled model's commonest answer may be this much commoner than gold's commonest
 
 
 def _pct(x: float) -> str:
@@ -81,12 +94,15 @@ def _pct(x: float) -> str:
 
 def verdict(s1: list[bool], s2: list[bool], d: list[bool], s2_tokens: list[float], d_tokens: list[float], *,
             labels: tuple[str, str, str], d_answers: list[str | None] | None = None,
-            golds: list[str | None] | None = None) -> Verdict:
+            golds: list[str | None] | None = None, others: dict[str, list[bool]] | None = None,
+            ceiling: str | None = None) -> Verdict:
     """``labels`` = (distilled, System 2, System 1); the lists are aligned on the same test items.
 
     ``d_answers`` and ``golds`` (normalised) let the sentence say when the distilled model gives one
     answer to nearly every item, and what always giving that answer would score; ``golds`` alone, when
-    always giving the commonest gold answer would score more than the distilled model.
+    always giving the commonest gold answer would score more than the distilled model. ``others`` maps
+    the label of each other baseline to its per-item correctness; ``ceiling`` names the one among them
+    trained on the gold answers.
     """
     n = len(s1)
     if not (n and len(s2) == len(d) == len(s2_tokens) == len(d_tokens) == n):
@@ -105,7 +121,7 @@ def verdict(s1: list[bool], s2: list[bool], d: list[bool], s2_tokens: list[float
     ratio = td / t2 if t2 > 0 else None
     ratio_ci = paired_bootstrap(lambda a, b: b / a if a > 0 else None, [s2_tokens, d_tokens]) if t2 > 0 else None
     accuracy = {system1: sum(s1) / n, system2: sum(s2) / n, distilled: sum(d) / n}
-    one_answer = below_constant = None
+    one_answer = below_constant = skewed = None
     if d_answers and golds:
         answer, count = Counter(d_answers).most_common(1)[0]
         if answer is not None and count >= ONE_ANSWER_SHARE * n:
@@ -114,10 +130,17 @@ def verdict(s1: list[bool], s2: list[bool], d: list[bool], s2_tokens: list[float
         gold, count = Counter(g for g in golds if g).most_common(1)[0]
         if count / n > accuracy[distilled]:
             below_constant = (gold, count / n)
+        answered = Counter(a for a in d_answers or () if a is not None).most_common(1)
+        if answered and answered[0][1] / n > count / n + SKEW_POINTS:
+            skewed = (answered[0][0], answered[0][1] / n, count / n)
+    if len({len(c) for c in (others or {}).values()} - {n}):
+        raise ValueError("verdict needs every baseline scored on the same items")
+    against = [Comparison.of(distilled, label, paired_difference(d, c)) for label, c in (others or {}).items()]
     v = Verdict(distilled=distilled, system2=system2, system1=system1, n=n, accuracy=accuracy, gap=gap,
                 distilled_gain=gain, recovered=recovered, recovered_ci=recovered_ci, items_needed=needed,
                 token_ratio=ratio, token_ratio_ci=ratio_ci, system2_tokens=t2, distilled_tokens=td,
-                one_answer=one_answer, below_constant=below_constant, sentence="")
+                one_answer=one_answer, below_constant=below_constant, skewed=skewed, against=against,
+                ceiling=(ceiling, sum(others[ceiling]) / n) if ceiling else None, sentence="")
     v.sentence = sentence(v)
     return v
 
@@ -141,14 +164,25 @@ def sentence(v: Verdict) -> str:
         gold, constant = v.below_constant
         caveat = (f" Caution: always answering “{gold}” (the commonest gold answer) scores {100 * constant:.1f}%, more "
                   f"than {v.distilled}'s {100 * v.accuracy[v.distilled]:.1f}%.")
+    if v.skewed:
+        answer, share, gold_share = v.skewed
+        caveat += (f" Caution: {v.distilled} answers “{answer}” to {_pct(share)} of the items, where the commonest gold "
+                   f"answer covers {_pct(gold_share)}: part of what it learnt is that answer, not the method.")
+    # The gold control is the ceiling, said as a share below, not a baseline to beat.
+    baselines = "".join(f" Against {c.baseline}: {c.points()}." for c in v.against if c.baseline != (v.ceiling or ("",))[0])
+    if v.ceiling:
+        label, acc = v.ceiling
+        share = f"{_pct(v.accuracy[v.distilled] / acc)} of it" if acc > 0 else "the ceiling scores nothing"
+        baselines += (f" The gold-label ceiling ({label}, trained on these inputs' train labels) is {100 * acc:.1f}%: "
+                      f"{v.distilled} reaches {share}.")
     if v.recovered is not None:
         interval = (f"95% CI {_pct(v.recovered_ci[0])}–{_pct(v.recovered_ci[1])}" if v.recovered_ci
                     else "interval undefined: the gap vanishes in too many resamples")
         return (f"{v.distilled} recovers {_pct(v.recovered)} ({interval}) of {v.system2}'s gain over {v.system1} "
-                f"({v.gap.points()}) {cost}, on {v.n} test items ({accs})." + caveat)
+                f"({v.gap.points()}) {cost}, on {v.n} test items ({accs})." + baselines + caveat)
     if v.gap.diff <= 0:
         return (f"{v.system2} is not more accurate than {v.system1} on these {v.n} test items ({v.gap.points()}), so "
-                f"there is no System 2 gain to distil; {gain}, {cost}." + caveat)
+                f"there is no System 2 gain to distil; {gain}, {cost}." + baselines + caveat)
     return (f"{v.system2}'s gain over {v.system1} ({v.gap.points()}) is not clear of zero on {v.n} test items, so the "
             f"share of it that distillation keeps cannot be measured here (about {v.items_needed} paired items would "
-            f"be needed at this gap); {gain}, {cost}." + caveat)
+            f"be needed at this gap); {gain}, {cost}." + baselines + caveat)

@@ -1,14 +1,14 @@
 """Generation backends; ``REGISTRY`` maps a short name (``hf``) to its class.
 
-Every module of this package is imported (vLLM itself loads lazily), so a new backend is one
-file with ``@register_backend``.
+A new backend is one file of this package with ``@register_backend``. The registry reads the names
+off those lines and imports a backend's module (torch, transformers, an HTTP client) only when that
+backend is used, so listing backends or checking a config's name costs no heavy import.
 """
 
 from sys2distill.backends.base import Backend, SamplingParams
-from sys2distill.registry import import_all, make_register
+from sys2distill.registry import LazyRegistry, make_register
 
-REGISTRY: dict[str, type] = {}
+REGISTRY: dict[str, type] = LazyRegistry(__name__, __path__, "register_backend")
 register_backend = make_register(REGISTRY, "backend", required=("generate",))
-import_all(__name__, __path__)
 
 __all__ = ["REGISTRY", "Backend", "SamplingParams", "register_backend"]

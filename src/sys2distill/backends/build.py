@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from pathlib import Path
 
+from sys2distill import rundir
 from sys2distill.backends import REGISTRY
 from sys2distill.backends.base import Backend
 from sys2distill.backends.cache import CachedBackend, model_fingerprint
@@ -95,10 +95,7 @@ def resolved_dtype(cfg: BackendConfig) -> str:
 def record_backend(run_dir: Path, role: str, entry: dict) -> None:
     """Write ``entry`` under ``role`` in ``<run_dir>/backend.json``: ``run`` is the run's engine, ``checkpoint``
     the one that evaluates its distilled models. Written whole to a temporary file and renamed, never torn."""
-    path = Path(run_dir) / "backend.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(run_dir) / rundir.BACKEND
     record = json.loads(path.read_text()) if path.is_file() else {}
     record[role] = entry
-    tmp = path.with_name(f".backend.json.{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    rundir.write_atomic(path, json.dumps(record, indent=2) + "\n")

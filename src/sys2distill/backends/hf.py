@@ -37,6 +37,9 @@ from sys2distill.records import Completion
 NATIVE_CPU_FLAGS = {"bfloat16": {"avx512_bf16", "amx_bf16", "bf16"}, "float16": {"avx512_fp16", "amx_fp16", "fphp"}}
 # Default (rows, KV cache positions) per batch (HFBackend.batch_limits): several bf16 samples per prompt, and the rest.
 WIDE_BATCH, BATCH = (512, 131072), (256, 65536)
+# Prompt tokens that every prompt of a batch must share before that prefix is prefilled once for all of them
+# (HFBackend._prefill): a few-shot block or a long instruction, not a chat template's opening lines.
+COMMON_PREFIX_MIN = 64
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -157,28 +160,44 @@ def packed_linear_weights(model, packed: dict, rows: int, fuse: bool = True):
     ``linear`` when told a row count other than the actual one — the output layer, which scores only
     the live rows, always did; bench/README.md, sampling.py's notes.)
     """
-    mkl = model.dtype == torch.float32
-    reorder = torch.ops.mkl._mkl_reorder_linear_weight if mkl else torch.ops.mkldnn._reorder_linear_weight
+    patched = _pack_linears(model, packed, rows, fuse)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
 
-    def pack(key_modules, weight: torch.Tensor):
+
+class _PackedMatmul:
+    """Packed weights of one model for MKL (fp32) or oneDNN (bf16): ``pack`` once, ``matmul`` every call."""
+
+    def __init__(self, model, packed: dict, rows: int):
+        self.mkl, self.packed, self.rows = model.dtype == torch.float32, packed, rows
+        self.reorder = torch.ops.mkl._mkl_reorder_linear_weight if self.mkl else torch.ops.mkldnn._reorder_linear_weight
+
+    def pack(self, key_modules, weight: torch.Tensor):
         """Packed blocks of ``weight`` (cached under the modules, repacked when one of their weights changes)."""
         key = tuple((m.weight.data_ptr(), m.weight._version) for m in key_modules)
-        if packed.get(key_modules, (None,))[0] != key:  # MKL keeps the plain weight for other row counts
-            packed[key_modules] = (key, weight if mkl else None, reorder(weight, rows))
-        return packed[key_modules][1:]
+        if self.packed.get(key_modules, (None,))[0] != key:  # MKL keeps the plain weight for other row counts
+            self.packed[key_modules] = (key, weight if self.mkl else None, self.reorder(weight, self.rows))
+        return self.packed[key_modules][1:]
 
-    def matmul(x: torch.Tensor, weight: torch.Tensor, blocks: torch.Tensor, bias) -> torch.Tensor:
+    def matmul(self, x: torch.Tensor, weight: torch.Tensor, blocks: torch.Tensor, bias) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).contiguous()  # read as a dense matrix
-        if mkl:
+        if self.mkl:
             y = torch.ops.mkl._mkl_linear(flat, blocks, weight, bias, flat.shape[0])
         else:
             y = torch.ops.mkldnn._linear_pointwise(flat, blocks, bias, "none", [], "")
         return y.view(*x.shape[:-1], y.shape[-1])
 
-    patched = []
+
+def _pack_linears(model, packed: dict, rows: int, fuse: bool) -> list[torch.nn.Module]:
+    """Point every ``nn.Linear`` of ``model`` at packed weights (each fusable group at one stacked matmul);
+    returns the patched modules."""
+    ops, patched = _PackedMatmul(model, packed, rows), []
     grouped = fusable_groups(model) if fuse else []
     for group in grouped:
-        weight, blocks = pack(tuple(group), torch.cat([m.weight.detach() for m in group]))
+        weight, blocks = ops.pack(tuple(group), torch.cat([m.weight.detach() for m in group]))
         bias = None if group[0].bias is None else torch.cat([m.bias.detach() for m in group])
         cuts = torch.tensor([m.out_features for m in group]).cumsum(0).tolist()
         spans = list(zip([0, *cuts[:-1]], cuts))
@@ -187,7 +206,7 @@ def packed_linear_weights(model, packed: dict, rows: int, fuse: bool = True):
         for member in group:
             def forward(x, member=member, group=group, spans=spans, weight=weight, blocks=blocks, bias=bias, last=last):
                 if last["input"] is not x or member not in last["outputs"]:
-                    y = matmul(x, weight, blocks, bias)
+                    y = ops.matmul(x, weight, blocks, bias)
                     last["input"] = x
                     last["outputs"] = {m: y[..., a:b] for m, (a, b) in zip(group, spans)}
                 return last["outputs"].pop(member)
@@ -198,15 +217,11 @@ def packed_linear_weights(model, packed: dict, rows: int, fuse: bool = True):
     for module in model.modules():
         if type(module) is not torch.nn.Linear or module in fused:
             continue
-        weight, blocks = pack((module,), module.weight.detach())
+        weight, blocks = ops.pack((module,), module.weight.detach())
         bias = None if module.bias is None else module.bias.detach()
-        module.forward = lambda x, weight=weight, blocks=blocks, bias=bias: matmul(x, weight, blocks, bias)
+        module.forward = lambda x, weight=weight, blocks=blocks, bias=bias: ops.matmul(x, weight, blocks, bias)
         patched.append(module)
-    try:
-        yield
-    finally:
-        for module in patched:
-            del module.forward
+    return patched
 
 
 @contextmanager
@@ -223,11 +238,25 @@ def native_elementwise(model, kernels: NativeKernels):
     model of that family in the process — where it gives the function's outputs bit for bit. Inputs
     other than bf16 on CPU take the original code.
     """
-    patched, functions = [], []
     generator = torch.Generator(device="cpu").manual_seed(0)
 
     def probe(*shape):
         return torch.randn(*shape, generator=generator).to(torch.bfloat16)
+
+    patched = _switch_modules(model, kernels, probe)
+    functions = _switch_rotary(model, kernels, probe)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+        for namespace, original in functions:
+            namespace.apply_rotary_pos_emb = original
+
+
+def _switch_modules(model, kernels: NativeKernels, probe) -> list[torch.nn.Module]:
+    """Point the RMSNorm and gated SiLU MLP modules whose output the kernels reproduce at them; returns them."""
+    patched = []
 
     def on_cpu_bf16(module, native):
         """``module``'s forward through ``native`` for bf16 CPU inputs, its own for the rest."""
@@ -253,7 +282,13 @@ def native_elementwise(model, kernels: NativeKernels):
         if same:
             module.forward = forward
             patched.append(module)
+    return patched
 
+
+def _switch_rotary(model, kernels: NativeKernels, probe) -> list[tuple]:
+    """Replace ``apply_rotary_pos_emb`` in the model's modeling modules where the kernel gives its outputs bit for
+    bit; returns (module, original) pairs to restore."""
+    functions = []
     config = model.config
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     modeling = {sys.modules.get(type(m).__module__) for m in model.modules()}
@@ -275,13 +310,17 @@ def native_elementwise(model, kernels: NativeKernels):
         if all(torch.equal(a, b) for a, b in zip(rotary(q, k, cos, sin), original(q, k, cos, sin))):
             namespace.apply_rotary_pos_emb = rotary
             functions.append((namespace, original))
-    try:
-        yield
-    finally:
-        for module in patched:
-            del module.forward
-        for namespace, original in functions:
-            namespace.apply_rotary_pos_emb = original
+    return functions
+
+
+def common_prefix_length(ids: list[list[int]]) -> int:
+    """How many leading tokens all ``ids`` share, leaving each at least one token of its own (the prefill's
+    last position must be the prompt's own)."""
+    first, shortest = ids[0], min(map(len, ids))
+    length = 0
+    while length < shortest - 1 and all(x[length] == first[length] for x in ids):
+        length += 1
+    return length
 
 
 def compacted_order(live: list[int]) -> list[int]:
@@ -466,16 +505,16 @@ class HFBackend:
         # bf16 on CPU: the flash kernel's per-head set-up dominated its small decoding problems
         # (fused.py). fp32 keeps its measured path and its samples.
         self.fused = self.model.device.type == "cpu" and self.model.dtype == torch.bfloat16
-        # Also where measured (bf16 on CPU, bench/README.md): the sampling head reads the logits in one
-        # compiled pass (sample_logits), and the packed query/key/value and gate/up projections are one
-        # matmul each (the same tokens; in fp32 MKL would also keep a stacked copy of those weights).
-        self.logits_head = self.fuse_projections = self.fused
+        # Also where measured (bf16 on CPU, bench/README.md), on the fused path: the sampling head reads the
+        # logits in one compiled pass (sample_logits); the packed query/key/value and gate/up projections are
+        # one matmul each (the same tokens; in fp32 MKL would also keep a stacked copy of those weights); the
+        # attention, RMSNorm, SiLU·up and rotary embedding run on the hand-written kernels where they build
+        # (native.py; else fused.py's attention and the eager ops); the generated cache is kept in chunks read
+        # front to back (shared_prefix.py; 0: per-row buffers). The three switches below follow ``fused``: they
+        # are apart only so the equality tests and bench/decode_ab.py can set one kernel against the plain path.
+        self.fuse_projections = self.native_attention = self.native_elementwise = self.fused
         self.logits_top_k = 16  # the sampling head's first top-k level (sample_logits)
-        # The fused path's generated cache in chunks read front to back (shared_prefix.py; 0: per-row buffers).
         self.kv_chunk = KV_CHUNK
-        # The fused path's attention, RMSNorm, SiLU·up and rotary embedding by the hand-written kernels
-        # where they build (native.py; else fused.py's attention and the eager ops).
-        self.native_attention = self.native_elementwise = self.fused
         self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens  # None: batch_limits
         self._packed: dict = {}  # linear layers → their packed weights, reused across calls
 
@@ -544,103 +583,180 @@ class HFBackend:
                 real = lengths[i]
         return batches
 
+    def _prefill(self, ids: list[list[int]], cache) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the prompts through the model into ``cache``: (last-position logits, the prompts' 2D attention
+        mask, their position ids).
+
+        Prompts are left-padded to one length. Where every prompt of the batch opens with the same
+        ``COMMON_PREFIX_MIN`` or more tokens (few-shot exemplars, a long instruction), that prefix is
+        prefilled once and its keys and values serve every row; only the rest of each prompt is
+        prefilled per row, left-padded after the prefix (vLLM's prefix caching, within one batch).
+        Same attention, other float summation order: outputs agree to rounding (tests/test_hf_backend.py).
+        """
+        model, device = self.model, self.model.device
+        shared = common_prefix_length(ids) if len(ids) > 1 else 0
+        if shared < COMMON_PREFIX_MIN:
+            enc = self.tokenizer.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
+            tokens, mask = enc.input_ids.to(device), enc.attention_mask.to(device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = model(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True,
+                        **{self._cache_arg: cache}, **self._last_logits_only)
+            return out.logits, mask, positions
+        from transformers import DynamicCache
+
+        prompt_cache = DynamicCache(config=model.config)
+        model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True,
+              **{self._cache_arg: prompt_cache}, **self._last_logits_only)
+        for layer in prompt_cache.layers:  # one copy of the prefix, seen by every row
+            layer.keys, layer.values = (x.expand(len(ids), *x.shape[1:]) for x in (layer.keys, layer.values))
+        enc = self.tokenizer.pad({"input_ids": [x[shared:] for x in ids]}, padding=True, padding_side="left",
+                                 return_tensors="pt")
+        mask = torch.cat([enc.attention_mask.new_ones(len(ids), shared), enc.attention_mask], dim=1).to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=enc.input_ids.to(device), attention_mask=mask, position_ids=positions[:, shared:],
+                    use_cache=True, **{self._cache_arg: prompt_cache}, **self._last_logits_only)
+        for layer, prompt in zip(cache.layers, prompt_cache.layers):  # the whole prompts, as one prefill stores them
+            layer.update(prompt.keys, prompt.values)
+        return out.logits, mask, positions
+
     @torch.inference_mode()
     def _generate_batch(self, texts: list[str], ids: list[list[int]], n: int, params: SamplingParams) -> list[list[Completion]]:
         """Decode ``n`` samples for each prompt; ``texts`` (the rendered prompts) seed the samples."""
-        tok, model = self.tokenizer, self.model
-        enc = tok.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
-        ids, mask = enc.input_ids.to(model.device), enc.attention_mask.to(model.device)
-        prompt_lens = mask.sum(-1).tolist()
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         # With one sample per prompt there is nothing to share, and splitting attention in two only costs.
-        shared = self.shared_prefix and n > 1
-        cache = (SharedPrefixCache if shared else reserved_cache)(model.config, params.max_tokens)
-        if shared:
-            cache.fused, cache.kv_chunk = self.fused, self.kv_chunk
-            cache.native = native_kernels() if self.fused and self.native_attention else None
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                    **{self._cache_arg: cache}, **self._last_logits_only)
-        if shared:  # the prompt cache stays one copy per prompt; attention reads it once for n rows
-            cache.start_sampling(n, mask, out.logits.dtype)
-        elif n > 1:
-            cache.batch_repeat_interleave(n)
-            mask = mask.repeat_interleave(n, 0)
-        logits = out.logits[:, -1, :].repeat_interleave(n, 0)  # the model's dtype: sampling reads it in fp32
-        next_pos = positions[:, -1:].repeat_interleave(n, 0) + 1
+        layout = (SharedRows if self.shared_prefix and n > 1 else PerRowRows)(self, params.max_tokens)
+        logits, mask, positions = self._prefill(ids, layout.cache)
+        prompt_lens = mask.sum(-1).tolist()
+        layout.start(n, mask, logits.dtype)
+        rows = Rows([torch.Generator().manual_seed(sample_seed(params.seed, texts[r // n], params.first_sample + r % n))
+                     for r in range(len(texts) * n)])
+        self._decode(layout, rows, logits[:, -1, :].repeat_interleave(n, 0),  # the model's dtype: sampling reads fp32
+                     positions[:, -1:].repeat_interleave(n, 0) + 1, params)
+        results = []
+        for r in range(len(rows.generated)):
+            text = rows.texts[r]
+            if text is None:
+                text = self.tokenizer.decode(rows.generated[r], skip_special_tokens=True)
+            results.append(Completion(text=text.strip(), prompt_tokens=prompt_lens[r // n],
+                                      completion_tokens=len(rows.generated[r]), finish_reason=rows.finish[r]))
+        return [results[i * n:(i + 1) * n] for i in range(len(texts))]
 
-        rows = len(texts) * n
-        gens = [torch.Generator().manual_seed(sample_seed(params.seed, texts[r // n], params.first_sample + r % n))
-                for r in range(rows)]
-        generated: list[list[int]] = [[] for _ in range(rows)]
-        texts_out: list[str | None] = [None] * rows
-        finish = ["length"] * rows
-        in_batch = list(range(rows))  # row id at each batch position, finished rows included
-        live = list(range(rows))  # batch positions still decoding
-        with decoding_with_shared_prefix(model) if shared else nullcontext(), scoring_rows(model) as score_rows:
+    def _decode(self, layout, rows: Rows, logits: torch.Tensor, next_pos: torch.Tensor, params: SamplingParams) -> None:
+        """Generate every row's tokens until each stops or ``params.max_tokens``; ``rows`` keeps what they wrote."""
+        model = self.model
+        with layout.decoding(), scoring_rows(model) as score_rows:
             for _ in range(params.max_tokens):
-                if len(logits) > len(live):  # the prefill's logits, or a model without an output layer to hook
-                    logits = logits[live]
-                if params.temperature == 0:
-                    next_ids = logits.argmax(-1).tolist()
-                else:
-                    row_gens = [gens[in_batch[k]] for k in live]
-                    if self.logits_head:
-                        next_ids = sample_logits(logits, params.temperature, params.top_p, row_gens,
-                                                 k=self.logits_top_k).tolist()
-                    else:
-                        probs = torch.softmax(logits.float() / params.temperature, -1)
-                        next_ids = sample_top_p(probs, params.top_p, row_gens).tolist()
-                step = [0] * len(in_batch)  # a finished row is fed any token: its output is never read
-                still = []
-                for k, t in zip(live, next_ids):
-                    r = in_batch[k]
-                    generated[r].append(t)
-                    step[k] = t
-                    if t in self.eos_ids:
-                        finish[r] = "stop"
-                        continue
-                    if params.stop:
-                        text = tok.decode(generated[r], skip_special_tokens=True)
-                        cut = min((text.find(s) for s in params.stop if s in text), default=-1)
-                        if cut >= 0:
-                            texts_out[r], finish[r] = text[:cut], "stop"
-                            continue
-                    still.append(k)
-                live = still
-                if not live:
+                if len(logits) > len(rows.live):  # the prefill's logits, or a model without an output layer to hook
+                    logits = logits[rows.live]
+                step = self._append(rows, self._next_tokens(logits, rows, params), params)
+                if not rows.live:
                     break
                 # A finished row costs a row of compute at every later step; dropping it moves a
                 # live row (its filled KV positions) into its place.
-                if len(in_batch) - len(live) > self.max_finished_share * len(in_batch):
-                    live = compacted_order(live)
+                if len(rows.in_batch) - len(rows.live) > self.max_finished_share * len(rows.in_batch):
+                    live = compacted_order(rows.live)
                     sel = torch.tensor(live, device=model.device)
-                    cache.batch_select_indices(sel)
+                    layout.select(sel)
                     next_pos = next_pos[sel]
-                    if not shared:
-                        mask = mask[sel]
-                    in_batch, step = [in_batch[k] for k in live], [step[k] for k in live]
-                    live = list(range(len(in_batch)))
-                subset = live if len(live) < len(in_batch) else None  # None: every row, in order
-                if shared:  # rows are aligned after the prompt: no mask, the prompt mask lives in the cache
-                    # Only the live rows go through the model; the cache maps them to their rows.
-                    cache.decode_rows(None if subset is None else torch.tensor(subset, device=model.device))
-                    attend = {"shared_prefix": cache}
-                    inputs, pos = [step[k] for k in live], next_pos if subset is None else next_pos[subset]
-                else:  # finished rows go through the model too; the output layer skips them
-                    mask = torch.cat([mask, mask.new_ones(len(in_batch), 1)], dim=1)
-                    attend = {"attention_mask": mask}
-                    inputs, pos = step, next_pos
-                    score_rows(subset)
+                    rows.in_batch, step = [rows.in_batch[k] for k in live], [step[k] for k in live]
+                    rows.live = list(range(len(rows.in_batch)))
+                subset = rows.live if len(rows.live) < len(rows.in_batch) else None  # None: every row, in order
+                inputs, pos, attend = layout.step(step, rows.live, subset, next_pos, score_rows)
                 inputs = torch.tensor(inputs, device=model.device).unsqueeze(1)
                 logits = model(input_ids=inputs, position_ids=pos, use_cache=True, **attend,
-                               **{self._cache_arg: cache}).logits[:, -1, :]
+                               **{self._cache_arg: layout.cache}).logits[:, -1, :]
                 next_pos = next_pos + 1
 
-        results = []
-        for r in range(rows):
-            text = texts_out[r]
-            if text is None:
-                text = tok.decode(generated[r], skip_special_tokens=True)
-            results.append(Completion(text=text.strip(), prompt_tokens=prompt_lens[r // n],
-                                      completion_tokens=len(generated[r]), finish_reason=finish[r]))
-        return [results[i * n:(i + 1) * n] for i in range(len(texts))]
+    def _next_tokens(self, logits: torch.Tensor, rows: Rows, params: SamplingParams) -> list[int]:
+        """The live rows' next tokens: greedy, or drawn with each row's own generator."""
+        if params.temperature == 0:
+            return logits.argmax(-1).tolist()
+        row_gens = [rows.generators[rows.in_batch[k]] for k in rows.live]
+        if self.fused:  # the sampling head reads the logits in one compiled pass
+            return sample_logits(logits, params.temperature, params.top_p, row_gens, k=self.logits_top_k).tolist()
+        probs = torch.softmax(logits.float() / params.temperature, -1)
+        return sample_top_p(probs, params.top_p, row_gens).tolist()
+
+    def _append(self, rows: Rows, next_ids: list[int], params: SamplingParams) -> list[int]:
+        """Add each live row's token; rows that end (EOS, a stop string) leave ``rows.live``. Returns the step's
+        input per batch position (a finished row is fed any token: its output is never read)."""
+        step, still = [0] * len(rows.in_batch), []
+        for k, t in zip(rows.live, next_ids):
+            r = rows.in_batch[k]
+            rows.generated[r].append(t)
+            step[k] = t
+            if t in self.eos_ids:
+                rows.finish[r] = "stop"
+                continue
+            if params.stop:
+                text = self.tokenizer.decode(rows.generated[r], skip_special_tokens=True)
+                cut = min((text.find(s) for s in params.stop if s in text), default=-1)
+                if cut >= 0:
+                    rows.texts[r], rows.finish[r] = text[:cut], "stop"
+                    continue
+            still.append(k)
+        rows.live = still
+        return step
+
+
+class Rows:
+    """The decoding rows of a batch (prompts × samples): what each wrote and where it sits in the batch."""
+
+    def __init__(self, generators: list[torch.Generator]):
+        self.generators = generators
+        self.generated: list[list[int]] = [[] for _ in generators]
+        self.texts: list[str | None] = [None] * len(generators)  # set where a stop string cut the text
+        self.finish = ["length"] * len(generators)
+        self.in_batch = list(range(len(generators)))  # row id at each batch position, finished rows included
+        self.live = list(range(len(generators)))  # batch positions still decoding
+
+
+class SharedRows:
+    """The shared-prefix layout: each prompt's KV cache once, read by its ``n`` rows (``shared_prefix``). Rows are
+    aligned after the prompt: no mask, the prompt mask lives in the cache; only live rows go through the model."""
+
+    def __init__(self, backend: HFBackend, max_tokens: int):
+        self.model = backend.model
+        self.cache = SharedPrefixCache(backend.model.config, max_tokens)
+        self.cache.fused, self.cache.kv_chunk = backend.fused, backend.kv_chunk
+        self.cache.native = native_kernels() if backend.fused and backend.native_attention else None
+
+    def decoding(self):
+        return decoding_with_shared_prefix(self.model)
+
+    def start(self, n: int, mask: torch.Tensor, dtype: torch.dtype) -> None:
+        self.cache.start_sampling(n, mask, dtype)
+
+    def select(self, sel: torch.Tensor) -> None:
+        self.cache.batch_select_indices(sel)
+
+    def step(self, step: list[int], live: list[int], subset: list[int] | None, next_pos: torch.Tensor, score_rows):
+        """(input tokens, positions, attention kwargs) of the next step."""
+        self.cache.decode_rows(None if subset is None else torch.tensor(subset, device=self.model.device))
+        return [step[k] for k in live], next_pos if subset is None else next_pos[subset], {"shared_prefix": self.cache}
+
+
+class PerRowRows:
+    """The per-row layout: each row its own KV cache (one sample per prompt, or models without shared-prefix
+    attention). Finished rows go through the model too, with a growing attention mask; the output layer skips them."""
+
+    def __init__(self, backend: HFBackend, max_tokens: int):
+        self.cache = reserved_cache(backend.model.config, max_tokens)
+        self.mask = None
+
+    def decoding(self):
+        return nullcontext()
+
+    def start(self, n: int, mask: torch.Tensor, dtype: torch.dtype) -> None:
+        if n > 1:
+            self.cache.batch_repeat_interleave(n)
+            mask = mask.repeat_interleave(n, 0)
+        self.mask = mask
+
+    def select(self, sel: torch.Tensor) -> None:
+        self.cache.batch_select_indices(sel)
+        self.mask = self.mask[sel]
+
+    def step(self, step: list[int], live: list[int], subset: list[int] | None, next_pos: torch.Tensor, score_rows):
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(step), 1)], dim=1)
+        score_rows(subset)
+        return step, next_pos, {"attention_mask": self.mask}

@@ -22,6 +22,8 @@ class Method:
 
     name: ClassVar[str]
     label: ClassVar[str]  # how reports name it, e.g. "RaR 2-step"
+    #: A System 1: it answers without intermediate text (a distill entry of it is a "Distill System 1" baseline).
+    system1: ClassVar[bool] = False
     PROMPTS: ClassVar[dict[str, str]] = {}
     OPTIONS: ClassVar[dict[str, object]] = {}
 
@@ -44,8 +46,8 @@ class Method:
 
     def prompt(self, key: str, example: Example, **fields: object) -> Messages:
         """Render one prompt as a single user turn (the chat template is the backend's job)."""
-        try:
-            text = self.template(key).format(question=example.question, **self.task.prompt_fields(example), **fields)
+        try:  # the method's own fields win over a task's of the same name (a dataset row's columns)
+            text = self.template(key).format(**{**self.task.prompt_fields(example), **fields, "question": example.question})
         except KeyError as e:
             raise UserError(f"prompt {self.name}.{key} uses unknown placeholder {e}: available are "
                             f"{{question}}, {', '.join('{%s}' % k for k in [*self.task.prompt_fields(example), *fields])}") from None

@@ -1,15 +1,28 @@
 """Few-shot Chain-of-Thought (Wei et al. 2022), the "CoT 8-shot" row of arXiv 2407.06023 Table 4.
 
-The default exemplars are the eight GSM8K exemplars of Wei et al. 2022 (arXiv 2201.11903,
-Table 20), each ending in "The answer is N." so the model's answer ends the same way. Replace
-them per run with ``prompts: {cot_fewshot: {exemplars: "Q: ...\\nA: ...\\n\\n"}}``; the block is
-inserted verbatim (braces in it are not placeholders).
+Two sources of worked exemplars:
+
+- A task that solves its own inputs by program (``Task.worked_examples``: ``arithmetic``, ``lookup``)
+  gives ``shots`` of them, shown as earlier chat turns (user: question; assistant: reasoning, then
+  "The answer is X."), the layout chat models are tuned on (lm-evaluation-harness's
+  ``--fewshot_as_multiturn``); ``layout: inline`` writes them into the one user turn instead.
+- Otherwise the eight GSM8K exemplars of Wei et al. 2022 (arXiv 2201.11903, Table 20), each ending in
+  "The answer is N.", inline in one user turn ("Q: ...\nA: ...\n\n"), as published. Replace them per run
+  with ``prompts: {cot_fewshot: {exemplars: "Q: ...\nA: ...\n\n"}}``; the block is inserted verbatim
+  (braces in it are not placeholders) and wins over a task's own exemplars.
+
+``direct_fewshot`` (``methods/direct_fewshot.py``) shows the same exemplars with their answers only: a
+System 1 that differs from this method in the reasoning alone.
 """
 
+from typing import ClassVar
+
 from sys2distill.backends.base import Messages
+from sys2distill.errors import UserError
 from sys2distill.methods import register_method
 from sys2distill.methods.base import SingleStepMethod
 from sys2distill.records import Example
+from sys2distill.tasks.base import WorkedExample
 
 _SHOTS = [
     ("There are 15 trees in the grove. Grove workers will plant trees in the grove today. After they are done, "
@@ -41,19 +54,61 @@ _SHOTS = [
      "left. 23 - 15 is 8. The answer is 8."),
 ]
 
+# Wei et al.'s exemplars as reasoning + answer: each reply ends in " The answer is N.".
+WEI_EXAMPLES = [WorkedExample(q, *a.removesuffix(".").rsplit(" The answer is ", 1)) for q, a in _SHOTS]
+
 PROMPTS = {
-    "exemplars": "".join(f"Q: {q}\nA: {a}\n\n" for q, a in _SHOTS),
+    "exemplars": "".join(f"Q: {ex.question}\nA: {ex.solution()}\n\n" for ex in WEI_EXAMPLES),
     "answer": "{exemplars}Q: {question}\nA:",
 }
+LAYOUTS = ("auto", "turns", "inline")
+
+
+class FewShotMethod(SingleStepMethod):
+    """One answer after worked exemplars; ``reply`` is what an exemplar's assistant turn shows."""
+
+    PROMPTS = PROMPTS
+    OPTIONS: ClassVar[dict[str, object]] = {"shots": 4, "layout": "auto"}
+
+    def __init__(self, task, prompts=None, options=None):
+        super().__init__(task, prompts, options)
+        shots, layout = self.options["shots"], self.options["layout"]
+        if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
+            raise UserError(f"method_options.{self.name}.shots must be a positive integer, got {shots!r}")
+        if layout not in LAYOUTS:
+            raise UserError(f"method_options.{self.name}.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+
+    @staticmethod
+    def reply(example: WorkedExample) -> str:
+        raise NotImplementedError
+
+    def examples(self) -> tuple[list[WorkedExample], str]:
+        """The exemplars and their layout: the task's own in chat turns, else Wei et al.'s inline."""
+        own = [] if "exemplars" in self.overrides else self.task.worked_examples(self.options["shots"])
+        layout = self.options["layout"]
+        if layout == "auto":
+            layout = "turns" if own else "inline"
+        return own or WEI_EXAMPLES, layout
+
+    def exemplar_block(self, examples: list[WorkedExample]) -> str:
+        return "".join(f"Q: {ex.question}\nA: {self.reply(ex)}\n\n" for ex in examples)
+
+    def prompt(self, key: str, example: Example, **fields: object) -> Messages:
+        examples, layout = self.examples()
+        if layout == "turns":
+            turns: Messages = []
+            for ex in examples:
+                turns += [{"role": "user", "content": ex.question}, {"role": "assistant", "content": self.reply(ex)}]
+            return turns + [{"role": "user", "content": example.question}]
+        # The exemplar block is a field, not part of the template, so it is never re-formatted.
+        block = self.overrides.get("exemplars") or self.exemplar_block(examples)
+        return super().prompt(key, example, **{"exemplars": block, **fields})
 
 
 @register_method("cot_fewshot")
-class CoTFewShot(SingleStepMethod):
+class CoTFewShot(FewShotMethod):
     label = "CoT few-shot"
-    PROMPTS = PROMPTS
 
-    def prompt(self, key: str, example: Example, **fields: object) -> Messages:
-        # The exemplar block is a field, not part of the template, so it is never re-formatted.
-        if key == "answer":
-            fields = {"exemplars": self.template("exemplars"), **fields}
-        return super().prompt(key, example, **fields)
+    @staticmethod
+    def reply(example: WorkedExample) -> str:
+        return example.solution()

@@ -26,4 +26,5 @@ PROMPTS = {
 @register_method("system1")
 class System1(SingleStepMethod):
     label = "System 1"
+    system1 = True
     PROMPTS = PROMPTS

@@ -6,6 +6,7 @@ import re
 import string
 import unicodedata
 from collections import Counter
+from dataclasses import dataclass
 from typing import ClassVar
 
 from sys2distill.records import Example
@@ -43,6 +44,20 @@ def tally(answers: list[str | None]) -> Counter:
     """Votes per normalized answer; failed extractions (None, or nothing left after normalizing) vote
     for nobody. The one vote counter of the filters, evaluation's k-vote and adaptive sampling."""
     return Counter(normalize(a) for a in answers if a is not None and normalize(a))
+
+
+@dataclass(frozen=True)
+class WorkedExample:
+    """A solved exemplar for few-shot prompts: the reasoning a System 2 method should write, and the
+    answer alone (which a few-shot System 1 prompt shows without the reasoning)."""
+
+    question: str
+    reasoning: str
+    answer: str
+
+    def solution(self) -> str:
+        """The worked solution as the exemplar's reply: the reasoning, then "The answer is X."."""
+        return f"{self.reasoning} The answer is {self.answer}."
 
 
 class Task:
@@ -105,6 +120,11 @@ class Task:
         """Which ``"name@variant"`` prompts methods use for this task: its own name unless it poses
         another task's problem (a ``dataset`` of response pairs takes the judge prompts)."""
         return self.name
+
+    def worked_examples(self, k: int) -> list[WorkedExample]:
+        """``k`` program-solved exemplars for few-shot prompts, drawn apart from both splits, the same on
+        every run; ``[]`` when the task has none (few-shot methods then use their own)."""
+        return []
 
     def check_data(self) -> None:
         """Read the data now, so a bad file or template fails before any model is loaded."""

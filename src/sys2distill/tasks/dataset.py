@@ -38,6 +38,9 @@ from sys2distill.tasks.pairwise_judge import both_orders, inconsistent_pairs, pa
 
 ANSWER_TYPES = ("number", "choice", "yes_no", "exact", "regex", "judge_pair")
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+READS = "a JSONL (.jsonl, .json), CSV (.csv) or Parquet (.parquet) file, or a Hugging Face dataset id"
+# Suffixes of files people keep data in that are not read: such a path is a file, never a Hub id.
+OTHER_FILES = {".txt", ".tsv", ".xlsx", ".xls", ".ods", ".arrow", ".feather", ".pkl", ".md", ".gz", ".zip", ".yaml", ".yml"}
 LETTERS = string.ascii_uppercase
 
 
@@ -158,16 +161,29 @@ def _judge_pair() -> AnswerType:
                       "A or 1 (the first response is better), B or 2 (the second)")
 
 
+def check_data_path(path: str) -> None:
+    """A path that is a local folder, or a file of a format the dataset task does not read, is one line
+    naming what it reads, before ``datasets`` would try it as a Hub id (retrying over the network)."""
+    local, suffix = Path(path).expanduser(), Path(path).suffix.lower()
+    if local.is_dir() and not any(f.suffix.lower() in FILE_BUILDERS for f in local.rglob("*") if f.is_file()):
+        raise UserError(f"data path {path} is a folder without JSONL, CSV or Parquet files: point task.options.path at "
+                        f"one file, or a folder of such files (e.g. train.jsonl and test.jsonl); it reads {READS}")
+    if suffix not in FILE_BUILDERS and (local.is_file() or suffix in OTHER_FILES):
+        what = f"{suffix} files are" if suffix else "files without a suffix are"
+        raise UserError(f"cannot read {path}: {what} not read; the dataset task reads {READS} — save the rows as "
+                        "JSONL or CSV (one row per item)")
+
+
 def read_rows(path: str, config: str | None, split: str) -> list[dict]:
     """Every row of a local JSONL/CSV/Parquet file, or of one split of a Hugging Face dataset."""
     import datasets
 
+    check_data_path(path)
     builder = FILE_BUILDERS.get(Path(path).suffix.lower())
     if builder:
         file = Path(path).expanduser()
         if not file.is_file():
-            raise UserError(f"data file {path} not found: fix task.options.path (a JSONL, CSV or Parquet file, or a "
-                            "Hugging Face dataset id)")
+            raise UserError(f"data file {path} not found: fix task.options.path ({READS})")
         if file.stat().st_size == 0:
             raise UserError(f"data file {path} is empty: it needs one row per item")
         if builder == "json" and file.suffix.lower() == ".jsonl":  # names a bad line by its number, and the fix
@@ -191,6 +207,8 @@ def read_rows(path: str, config: str | None, split: str) -> list[dict]:
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         if builder:
             raise UserError(f"could not read {path} as {builder.upper()}: {first}") from None
+        if Path(path).expanduser().is_dir():
+            raise UserError(f"could not read the data files of folder {path} (split {split!r}): {first}") from None
         raise UserError(f"could not load Hugging Face dataset {path!r} (config {config!r}, split {split!r}): {first} — "
                         "run once with network access (it is cached after), or save it as a JSONL/CSV/Parquet file and "
                         "set task.options.path to that file") from None
@@ -317,7 +335,7 @@ class DatasetTask(Task):
             fields["options"] = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
         question = self._render(fields, where)
         gold = self._gold(split, row, where)
-        meta: dict[str, Any] = {"source": self.source_label, "line": line}
+        meta: dict[str, Any] = {"source": self.source_label, "row": line + 1}  # 1-based, as errors name rows
         if self.group:
             meta["group"] = str(self._field(row, self.group, where, "task.options.group"))
         if self.answer_type != "judge_pair":
@@ -380,12 +398,21 @@ class DatasetTask(Task):
 
     @property
     def prompt_field_names(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ("response_a", "response_b") if self.answer_type == "judge_pair" else ()
+        """The row's fields (but the gold answer's) and, for response pairs, the responses in the order shown."""
+        pairs = ("response_a", "response_b") if self.answer_type == "judge_pair" else ()
+        first = self.rows("train")[:1] or self.rows("test")[:1]
+        own = [k for k in (first[0][1] if first else {}) if k != self.answer and k not in pairs and k != "question"]
+        return (*pairs, *own)
 
     def prompt_fields(self, example: Example) -> dict[str, object]:
-        if self.answer_type != "judge_pair":
-            return {}
-        return {"response_a": example.metadata["response_a"], "response_b": example.metadata["response_b"]}
+        """What a prompt may use besides ``{question}``: the item's row fields, except the gold answer's (a step
+        reading it would hand the label to the model), and a pair's responses in the order shown."""
+        split = next((sp for sp in SPLITS if example.id.startswith(f"{self.name}-{sp}-")), None)
+        row = dict(self.rows(split)).get(example.metadata.get("row", 0) - 1, {}) if split else {}
+        fields = {k: v for k, v in row.items() if k != self.answer and k != "question"}
+        if self.answer_type == "judge_pair":
+            fields.update(response_a=example.metadata["response_a"], response_b=example.metadata["response_b"])
+        return fields
 
     @property
     def prompt_variant(self) -> str:

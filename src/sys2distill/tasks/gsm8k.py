@@ -157,14 +157,24 @@ class GSM8K(DatasetTask):
         return super().rows(split)
 
     def extract_answer(self, text: str) -> str | None:
-        text = _LATEX_FRAC.sub(r"\1/\2", text)
-        span = _marked(text)
-        if span is not None and (answer := _stated(span)) is not None:
-            return answer
-        return _unmarked(text)  # a direct System 1 answer, a chain without a marker, or a cut-off one
+        return read_number(text)
 
     def is_correct(self, predicted: str | None, gold: str) -> bool:
-        if predicted is None:
-            return False
-        p, g = canonical(predicted), canonical(gold)
-        return p is not None and p == g
+        return same_number(predicted, gold)
+
+
+def read_number(text: str) -> str | None:
+    """The final answer a text states, by ``GSM8K.extraction_rule`` (also the rule of every numeric task)."""
+    text = _LATEX_FRAC.sub(r"\1/\2", text)
+    span = _marked(text)
+    if span is not None and (answer := _stated(span)) is not None:
+        return answer
+    return _unmarked(text)  # a direct System 1 answer, a chain without a marker, or a cut-off one
+
+
+def same_number(predicted: str | None, gold: str) -> bool:
+    """Whether two answers are the same number in any spelling ("$1,000.00" = "1000")."""
+    if predicted is None:
+        return False
+    p, g = canonical(predicted), canonical(gold)
+    return p is not None and p == g

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import random
+
 from sys2distill.methods.base import Method
 from sys2distill.records import DistillRecord, Example, FilterDecision, Trace
 
@@ -34,3 +36,24 @@ def build_records(examples: list[Example], traces: dict[str, list[Trace]], decis
                       "agreement": d.agreement, "source_trace_ids": d.trace_ids, "target": target},
         ))
     return records
+
+
+def control_records(records: list[DistillRecord], control: str, *, seed: int,
+                    gold: dict[str, Example] | None = None, task=None) -> list[DistillRecord]:
+    """The same inputs as ``records`` with the targets of a control model (config ``distill.controls``).
+
+    ``shuffled``: the kept targets permuted across the inputs (seeded by ``seed``): the answers' format and
+    their distribution without their link to the input, so a model trained on it shows what format alone
+    buys. ``gold``: each input's train label (``gold``: the labelled train split; ``task`` formats it), the
+    ceiling of SFT on these inputs; the one place train labels reach a training set.
+    """
+    if control == "shuffled":
+        targets = [r.completion for r in records]
+        random.Random(f"shuffled-{seed}").shuffle(targets)
+    elif control == "gold":
+        targets = [[{"role": "assistant", "content": task.format_answer(gold[r.id].answer)}] for r in records]
+    else:
+        raise ValueError(f"unknown control {control!r}")
+    return [DistillRecord(id=r.id, prompt=r.prompt, completion=t,
+                          metadata={**r.metadata, "control": control, "reads_train_labels": control == "gold"})
+            for r, t in zip(records, targets)]
