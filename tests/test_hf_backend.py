@@ -698,3 +698,23 @@ def test_common_prefix_length_leaves_every_prompt_a_token_of_its_own():
     assert common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
     assert common_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter one keeps its last token
     assert common_prefix_length([[5, 2], [1, 2]]) == 0
+
+
+def test_logprobs_are_the_models_own_for_the_tokens_it_wrote(backend):
+    """``SamplingParams.logprobs``: the summed log-probabilities (temperature 1) of each completion's tokens, end of
+    text included, as transformers' own logits give them; off by default."""
+    assert backend.generate(PROMPTS[:1], SamplingParams(max_tokens=8))[0][0].logprob is None
+    out = backend.generate(PROMPTS, SamplingParams(max_tokens=8, logprobs=True))
+    tok, model = backend.tokenizer, backend.model
+    for messages, (c,) in zip(PROMPTS, out):
+        enc = tok(backend.render(messages), return_tensors="pt", add_special_tokens=False)
+        ref = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id,
+                             output_logits=True, return_dict_in_generate=True)
+        new = ref.sequences[0, enc.input_ids.shape[1]:]
+        expected = sum(torch.log_softmax(step[0].float(), -1)[t].item() for step, t in zip(ref.logits, new))
+        assert c.logprob == pytest.approx(expected, abs=1e-3) and c.logprob < 0
+    sampled = backend.generate(PROMPTS[:2], SamplingParams(n=3, temperature=0.7, top_p=0.9, max_tokens=8, seed=3,
+                                                           logprobs=True))
+    plain = backend.generate(PROMPTS[:2], SamplingParams(n=3, temperature=0.7, top_p=0.9, max_tokens=8, seed=3))
+    assert [[c.text for c in cs] for cs in sampled] == [[c.text for c in cs] for cs in plain]  # asking changes no draw
+    assert all(c.logprob is not None and c.logprob < 0 for cs in sampled for c in cs)

@@ -166,6 +166,9 @@ def test_report_takes_a_run_folder_and_a_run_that_never_ran_leaves_nothing(tmp_p
     assert r.returncode == 0, r.stderr
     assert f"report: {moved / 'results.md'}" in r.stdout
     one_line(cli("report", str(tmp_path)), "is a folder without config.yaml, so not a run folder")
+    # A new name or run_dir starts a new folder from the run's config, as it would from a config file.
+    assert load_config(moved, [f"run_dir={tmp_path / 'copy'}"]).path == tmp_path / "copy"
+    assert load_config(moved).path == moved
     never = tmp_path / "never_ran"
     config = tmp_path / "never.yaml"
     config.write_text(f"name: never_ran\nrun_dir: {never}\n")

@@ -56,6 +56,14 @@ def test_request_mapping_usage_and_samples(server):
     assert [c.text for c in again[0]] == [c.text for c in out[0]]
 
 
+def test_logprobs_are_asked_for_only_when_wanted_and_summed(server):
+    b = make(server)
+    (plain,), (asked,) = (b.generate([HI], SamplingParams(max_tokens=20, logprobs=want)) for want in (False, True))
+    first, second = (r["body"] for r in server.requests)
+    assert "logprobs" not in first and second == {**first, "logprobs": True}  # the one field added
+    assert plain[0].logprob is None and asked[0].logprob == -0.25 * len(asked[0].text.split())
+
+
 def test_greedy_is_one_request_copied(server):
     out = make(server).generate([HI], SamplingParams(n=4, temperature=0, max_tokens=2))
     assert len(server.requests) == 1 and len(out[0]) == 4 and len({c.text for c in out[0]}) == 1

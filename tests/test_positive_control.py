@@ -84,9 +84,22 @@ def test_test_items_from_a_file_and_train_inputs_avoid_them(tmp_path):
     test = task.load("test")
     assert [(e.question, e.answer) for e in test] == [(e.question, e.answer) for e in items[:20]]
     assert not {e.question for e in task.load("train")} & {e.question for e in items}
+    with pytest.raises(UserError, match=r"has 30 items, fewer than task.test_size=40: set task.test_size=30"):
+        Lookup(test_size=40, path=str(path)).load("test")
     path.write_text(json.dumps({"question": "How many?", "answer": "many"}) + "\n")
     with pytest.raises(UserError, match="item 1 has the answer 'many', which is not a number"):
         Lookup(path=str(path)).check_data()
+
+
+def test_a_prompt_override_writes_the_exemplars_inline_and_turns_refuse_it():
+    task = Lookup(train_size=2, test_size=2)
+    ex = task.load("test")[0]
+    inline = METHODS["cot_fewshot"](task, prompts={"answer": "Solve these.\n{exemplars}Q: {question}\nA:"})
+    (turn,) = inline.prompt("answer", ex)  # the override is used, with the task's own exemplars in it
+    assert turn["content"].startswith("Solve these.\nQ: ") and task.worked_examples(4)[0].question in turn["content"]
+    with pytest.raises(UserError, match="prompts.cot_fewshot.answer is a template of the inline layout: set "
+                                        "method_options.cot_fewshot.layout to inline"):
+        METHODS["cot_fewshot"](task, prompts={"answer": "{exemplars}Q: {question}"}, options={"layout": "turns"})
 
 
 def test_few_shot_system1_and_cot_differ_in_the_reasoning_alone():
@@ -188,3 +201,41 @@ def test_answer_histogram_and_the_best_system1_as_baseline():
     assert {c.baseline for c in results.comparisons} == {"direct_fewshot"}
     md = markdown(results)
     assert "## Answers" in md and "| gold | “0” (20.0%) | 5 | |" in md and "| direct_fewshot | “3” (100.0%) | 1 | 0.0% |" in md
+
+
+def test_control_targets_are_a_seeded_shuffle_and_the_gold_labels():
+    from sys2distill.distill_data import control_records
+    from sys2distill.records import Example
+
+    records = [DistillRecord(id=f"x{i}", prompt=[{"role": "user", "content": f"q{i}"}],
+                             completion=[{"role": "assistant", "content": str(i)}],
+                             metadata={"method": "cot_fewshot", "answer": str(i), "votes": {str(i): 8}, "agreement": 1.0,
+                                       "source_trace_ids": [], "target": "answer_only"}) for i in range(12)]
+    targets = lambda rs: [r.completion[0]["content"] for r in rs]  # noqa: E731
+    a, again, other = (control_records(records, "shuffled", seed=s) for s in (0, 0, 1))
+    assert sorted(targets(a)) == sorted(targets(records)) and targets(a) != targets(records)  # permuted, not kept
+    assert targets(a) == targets(again) and targets(a) != targets(other)  # seeded
+    # A control's record says what it trained on; the vote it replaced is not carried along.
+    assert all(set(r.metadata) == {"method", "control", "target", "reads_train_labels"} for r in a)
+    gold = {f"x{i}": Example(id=f"x{i}", question=f"q{i}", answer=str(100 + i)) for i in range(12)}
+    g = control_records(records, "gold", seed=0, gold=gold, task=Lookup(train_size=8, test_size=4))
+    assert targets(g) == [str(100 + i) for i in range(12)] and all(r.metadata["reads_train_labels"] for r in g)
+
+
+def test_each_distilled_entry_is_paired_with_its_own_controls():
+    golds = [str(i % 7) for i in range(28)]
+
+    def rows(system, kind, right, source=None, control=None):
+        return [EvalRow(id=f"t{i}", system=system, label=system, kind=kind, method="system1", source=source,
+                        model="m", gold=g, steps=[], final="", answer=g if right(i) else "x", correct=right(i),
+                        tokens=2, rule="r v1", control=control) for i, g in enumerate(golds)]
+
+    all_rows = rows("system1", "system1", lambda i: i % 4 == 0) + rows("cot", "system2", lambda i: i % 4 != 3)
+    for key, ceiling in (("a", lambda i: True), ("b", lambda i: i % 2 == 0)):  # two entries of one method
+        all_rows += rows(f"distill_{key}", "distilled", lambda i: i % 4 < 2, source="cot")
+        all_rows += rows(f"control_gold_{key}", "control", ceiling, source="cot", control="gold")
+    results = build_results(all_rows, decisions={}, checks=None, trained={}, stages={},
+                            info={"task": "lookup", "model": "m", "extraction_rule": "r", "task_version": 1,
+                                  "config": {"evaluate": {}}, "versions": {}})
+    ceilings = {v.distilled: v.ceiling[0] for v in results.verdicts}
+    assert ceilings == {"distill_a": "control_gold_a", "distill_b": "control_gold_b"}

@@ -51,7 +51,7 @@ def test_the_readme_table_names_every_file_a_run_writes_under_the_stage_that_wri
                              "generation.max_tokens=4", "distill.methods=[system1,rar_2step]", "distill.controls=[shuffled,gold]",
                              "train.max_steps=1", "train.batch_size=2", "evaluate.systems=[system1,rar_2step]",
                              "evaluate.max_tokens=4", "evaluate.fidelity_samples=3", "evaluate.k_votes=[1,2]",
-                             "backend.batch_size=8", f"run_dir={tmp_path}/{{name}}"])
+                             "route={holdout: 10}", "backend.batch_size=8", f"run_dir={tmp_path}/{{name}}"])
     p = Pipeline(cfg, loaded_base=tiny)
     p.run()
     recorded = set()
@@ -64,12 +64,13 @@ def test_the_readme_table_names_every_file_a_run_writes_under_the_stage_that_wri
     loose = [f for f in others if f not in recorded and not covered(f, rows["(any)"])
              and not any(covered(f, rows[s]) for s in STAGES)]
     assert not loose, loose  # nothing in the folder that the table does not name
-    for kind in ("kvote_", "fidelity_", "control_", "distill_"):  # the optional files, present in this run ...
+    for kind in ("kvote_", "fidelity_", "control_", "distill_", "route_"):  # the optional files, present in this run ...
         assert any(f"evaluate/{kind}" in f for f in recorded), kind
     # ... and named as such (a generic evaluate/<system>.jsonl would cover them without saying what they are)
     cells = {line.split("|")[1].strip().strip("`"): line for line in README.read_text().splitlines()
              if line.startswith("| `") or line.startswith("| (any)")}
-    for stage, name in [("evaluate", "evaluate/kvote_"), ("evaluate", "evaluate/fidelity_"), ("generate", "data/TASK.json"),
+    for stage, name in [("evaluate", "evaluate/kvote_"), ("evaluate", "evaluate/fidelity_"), ("evaluate", "evaluate/route_"),
+                        ("generate", "data/TASK.json"),
                         ("train", "SKIPPED.json"), ("train", "train/controls/"), ("report", rundir.PLOT),
                         ("(any)", rundir.BACKEND), ("(any)", rundir.CONFIG)]:
         assert name in cells[stage], (stage, name)

@@ -72,6 +72,13 @@ def test_greedy_and_stop_strings(engine):
     assert 1 <= cut.completion_tokens < first.completion_tokens
 
 
+def test_logprobs_of_the_written_tokens(engine):
+    greedy = SamplingParams(max_tokens=16)
+    (plain,), (asked,) = (engine.generate(PROMPTS[:1], replace(greedy, logprobs=want))[0] for want in (False, True))
+    assert plain.logprob is None and asked.text == plain.text
+    assert asked.logprob is not None and -20 * asked.completion_tokens < asked.logprob < 0
+
+
 def run_cli(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     cli = Path(sys.executable).with_name("sys2distill")  # the installed console script, as users run it
     return subprocess.run([str(cli), *args], cwd=tmp_path, capture_output=True, text=True, timeout=900,

@@ -29,6 +29,7 @@ Start with:
   sys2distill run configs/rar_last_letter.yaml    one experiment, every stage
   sys2distill reproduce --scale small             all of the paper's experiments, one report
   sys2distill push runs/<name> --repo ORG/NAME    share a distilled model on the Hugging Face Hub
+  sys2distill answer runs/<name> --input FILE     answer new inputs with the distilled model
 
 \b
 Config values can be overridden after the config file: key=value, e.g.
@@ -255,6 +256,32 @@ def push(run_dir: Annotated[str, typer.Argument(metavar="RUN", help="A run folde
 
     for url in push_to_hub(run_dir, repo, entry, private):
         typer.echo(f"pushed: {url}")
+
+
+@app.command()
+@_user_errors
+def answer(run_dir: Annotated[str, typer.Argument(metavar="RUN", help="A run folder (runs/<name>) or the config it ran with.")],
+           input: Annotated[str, typer.Option("--input", help="A JSONL, CSV or Parquet file of rows in the run's task "
+                                                               "format (built-in tasks: a 'question' field).")],
+           system: Annotated[Optional[str], typer.Option(help="distilled:ENTRY (a trained distill entry) or a method "
+                                                              "of the run (system1, cot_fewshot, ...); default: the "
+                                                              "first distilled System 2 model.")] = None,
+           output: Annotated[Optional[str], typer.Option(help="Folder for the answers (default: RUN/answers).")] = None,
+           overrides: Overrides = None):
+    """Answer new inputs with a distilled model (or a method of the run), greedy, with a confidence.
+
+    Writes one row per input (answer, whole output, generated tokens, confidence = the probability the model
+    gives its output) to answers/<input>.<system>.jsonl; a killed call resumes where it stopped."""
+    p = _pipeline(run_dir, overrides)
+    from sys2distill.answering import answer_file
+    from sys2distill.records import iter_jsonl
+
+    out = answer_file(p, input, system, output)
+    rows = list(iter_jsonl(out))
+    answered = sum(r["answer"] is not None for r in rows)
+    tokens = sum(r["tokens"] for r in rows) / max(len(rows), 1)
+    typer.echo(f"{len(rows)} inputs, {answered} answered, {tokens:.1f} generated tokens per answer")
+    typer.echo(f"answers: {out}")
 
 
 def main() -> None:

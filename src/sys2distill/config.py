@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -215,6 +216,19 @@ class EvalConfig(Section):
         return sorted(set(v))
 
 
+class RouteConfig(Section):
+    """The router (beyond the paper; ``router.py``): the distilled model where it is sure, its System 2 method
+    where it is not. Scored as one more system by the evaluate stage."""
+
+    entry: str | None = None  # a distill entry's key; None: the first trained entry of a System 2 method
+    confidence: Literal["logprob", "agreement"] = "logprob"  # the distilled answer's probability, or sample agreement
+    samples: int = Field(5, ge=2)  # agreement: System 1 answers sampled from the distilled model per input
+    # Unlabeled inputs past task.train_size (never distilled on) on which the threshold is chosen, without labels
+    holdout: int = Field(50, ge=10)
+    max_agreement_loss: float = Field(0.02, ge=0, le=1)  # vs System 2's greedy agreement with its own majority answer
+    budget: float | None = Field(None, gt=0, le=1)  # instead: the share of inputs System 2 may answer
+
+
 class ChainStep(Section):
     """One generation of a chain: a chat prompt over ``{question}`` and earlier steps' outputs."""
 
@@ -248,6 +262,7 @@ class RunConfig(Section):
     distill: DistillConfig = DistillConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvalConfig = EvalConfig()
+    route: RouteConfig | None = None  # off by default; `route={}` turns it on with its defaults
     prompts: dict[str, dict[str, str]] = {}  # {method: {prompt_name: template}} overrides
     method_options: dict[str, dict[str, Any]] = {}  # {method: {option: value}}, e.g. {bsm: {max_criteria: 3}}
     # {name: chain or chain YAML file}: System 2 methods as prompt steps, named in distill.methods /
@@ -295,9 +310,10 @@ def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
         keys.append(prefix + name)
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys += _valid_keys(ann, prefix + name + ".")
+        # A section, or an optional one (``route: RouteConfig | None``)
+        for ann in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                keys += _valid_keys(ann, prefix + name + ".")
     return keys
 
 
@@ -395,7 +411,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
     """Read a YAML config (optional), apply ``a.b=value`` overrides, validate.
 
     ``path`` is a config file, a shipped config's name, or a run folder: that folder's ``config.yaml``,
-    with ``run_dir`` pointing at the folder itself wherever it now lies."""
+    with ``run_dir`` pointing at the folder itself wherever it now lies (unless ``name=`` or ``run_dir=`` is
+    overridden: then the run goes where they say, as with a config file)."""
     data: dict[str, Any] = {}
     folder = None
     if path is not None and Path(path).is_dir():
@@ -419,7 +436,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
             raise UserError(f"config {p} is not UTF-8 text: pass a YAML file such as configs/rar_coin_flip.yaml") from None
         if not isinstance(data, dict):
             raise UserError(f"config {p} must be a YAML mapping of keys to values")
-    if folder is not None:  # the folder as it is now (moved, or named from another working directory)
+    renamed = any(item.split("=", 1)[0].strip() in ("name", "run_dir") for item in overrides)
+    if folder is not None and not renamed:  # the folder as it is now (moved, or named from another working directory)
         data["run_dir"] = str(folder)
     base = p.parent if path is not None else Path.cwd()
     _resolve_paths(data, base)  # before the overrides: a path on the command line is relative to where you are

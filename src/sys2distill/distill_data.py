@@ -44,8 +44,9 @@ def control_records(records: list[DistillRecord], control: str, *, seed: int,
 
     ``shuffled``: the kept targets permuted across the inputs (seeded by ``seed``): the answers' format and
     their distribution without their link to the input, so a model trained on it shows what format alone
-    buys. ``gold``: each input's train label (``gold``: the labelled train split; ``task`` formats it), the
-    ceiling of SFT on these inputs; the one place train labels reach a training set.
+    buys. ``gold``: each input's train label (``gold``: the labelled train split; ``task`` formats it as the
+    answer alone, whatever ``distill.target``), the ceiling of SFT on these inputs; the one place train labels
+    reach a training set.
     """
     if control == "shuffled":
         targets = [r.completion for r in records]
@@ -54,6 +55,9 @@ def control_records(records: list[DistillRecord], control: str, *, seed: int,
         targets = [[{"role": "assistant", "content": task.format_answer(gold[r.id].answer)}] for r in records]
     else:
         raise ValueError(f"unknown control {control!r}")
+    # The vote's own fields (answer, votes, agreement, traces) would contradict these targets: left out.
     return [DistillRecord(id=r.id, prompt=r.prompt, completion=t,
-                          metadata={**r.metadata, "control": control, "reads_train_labels": control == "gold"})
+                          metadata={"method": r.metadata.get("method"), "control": control,
+                                    "target": "answer_only" if control == "gold" else r.metadata.get("target"),
+                                    "reads_train_labels": control == "gold"})
             for r, t in zip(records, targets)]

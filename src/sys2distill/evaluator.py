@@ -10,11 +10,11 @@ a report is a function of these rows (``sys2distill.report``); nothing is scored
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from sys2distill.filters.majority import majority_vote
-from sys2distill.records import Example, FilterDecision, Trace
+from sys2distill.records import Example, FilterDecision, Trace, step_dict
 from sys2distill.tasks.base import Task, normalize, tally
 
 
@@ -26,7 +26,7 @@ class EvalRow:
     id: str  # test item id
     system: str  # run-folder key: "system1", "rar_2step", "distill_rar_2step"
     label: str  # table name: "Distilled RaR 2-step"
-    kind: str  # "system1", "system2", "distilled" or "control" (distill.controls: a diagnostic model)
+    kind: str  # "system1", "system2", "distilled", "control" (distill.controls: a diagnostic model) or "route"
     method: str  # the method whose prompts produced the text ("system1" for a distilled model)
     source: str | None  # distilled: the run-folder key of the System 2 method it was distilled from
     model: str  # the base model's identity, or the distilled checkpoint's folder
@@ -46,11 +46,13 @@ class EvalRow:
     system2_answer: str | None = None  # distilled: System 2's majority answer on this input (None: no majority)
     agrees_with_system2: bool | None = None  # distilled: answer == system2_answer (None: System 2 has no majority)
     control: str | None = None  # a control model: "shuffled" or "gold" (trained on the train labels)
+    confidence: float | None = None  # the router (kind "route"): the distilled answer's confidence (route.confidence)
+    routed: bool | None = None  # the router: this input fell back to System 2
 
 
 @dataclass
 class FilterCheck:
-    """A kept distillation input scored against the train label the pipeline never reads (the filter's precision)."""
+    """A kept distillation input scored against its train label, which distillation never reads (the filter's precision)."""
 
     entry: str  # distill entry key
     id: str
@@ -96,7 +98,7 @@ def score_rows(task: Task, examples: list[Example], traces: dict[str, list[Trace
         t = firsts[ex.id]
         row = EvalRow(
             id=ex.id, system=system, label=label, kind=kind, method=method, source=source, model=model,
-            gold=ex.answer, steps=[asdict(s) for s in t.steps], final=t.final, answer=t.answer,
+            gold=ex.answer, steps=[step_dict(s) for s in t.steps], final=t.final, answer=t.answer,
             correct=bool(task.correct(t.answer, ex)), tokens=t.tokens, rule=f"{task.name} v{task.version}",
             groups=groups_of(ex), pair_id=ex.metadata.get("pair_id"), pair_inconsistent=flips.get(ex.metadata.get("pair_id")),
             control=control)

@@ -38,6 +38,9 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"  # "stop" (EOS or stop string) or "length"
+    # The generated tokens' summed natural-log probabilities under the model (temperature 1, no top-p), the
+    # end of text included; set when asked for (``SamplingParams.logprobs``) by a backend that has them
+    logprob: float | None = None
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Step:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
+    logprob: float | None = None  # Completion.logprob; left out of the JSONL when None (files read before it had it)
 
 
 @dataclass
@@ -97,8 +101,19 @@ class DistillRecord:
     metadata: dict[str, Any]
 
 
+def step_dict(step: Step) -> dict[str, Any]:
+    """A step as plain data, its ``logprob`` only where it has one: files stay as they were without them."""
+    data = asdict(step)
+    if data["logprob"] is None:
+        del data["logprob"]
+    return data
+
+
 def to_dict(record: Any) -> dict[str, Any]:
-    return asdict(record)
+    data = asdict(record)
+    if isinstance(record, Trace):
+        data["steps"] = [step_dict(s) for s in record.steps]
+    return data
 
 
 def from_dict(cls: type[R], data: dict[str, Any]) -> R:

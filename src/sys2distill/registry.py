@@ -56,7 +56,7 @@ class LazyRegistry(dict):
     The names are read off the modules' decorator lines (``@register_backend("hf")``) without importing
     them, so listing them or rejecting an unknown one costs milliseconds; the module that registers a
     name is imported the first time that name is looked up. A module whose source cannot be read is
-    imported at once.
+    imported at once, as is one whose decorator line the pattern cannot read.
     """
 
     def __init__(self, package: str, path: list[str], decorator: str):
@@ -68,7 +68,14 @@ class LazyRegistry(dict):
             if not source.is_file():
                 importlib.import_module(f"{package}.{module.name}")
                 continue
-            for name in line.findall(source.read_text(encoding="utf-8")):
+            text = source.read_text(encoding="utf-8")
+            names = line.findall(text)
+            if not names and f"@{decorator}" in text:  # a decorator this pattern cannot read: register it now
+                importlib.import_module(f"{package}.{module.name}")
+            for name in names:
+                if name in self._pending:
+                    raise ValueError(f"{decorator}: {name!r} is registered by both {self._pending[name]} and "
+                                     f"{package}.{module.name}")
                 self._pending[name] = f"{package}.{module.name}"
 
     def _load(self, name: str) -> None:
@@ -110,8 +117,15 @@ def import_all(package: str, path: list[str]) -> None:
 
 def lookup(registry: dict[str, type], name: str, kind: str) -> type:
     """Fetch ``name`` or raise a ``UserError`` naming the closest registered one."""
+    check_registered(registry, name, kind)
+    return registry[name]
+
+
+def check_registered(registry: dict[str, type], name: str, kind: str) -> None:
+    """A ``UserError`` naming the closest registered name unless ``name`` is registered; imports nothing
+    (a ``LazyRegistry`` knows its names before it imports their modules)."""
     if name in registry:
-        return registry[name]
+        return
     close = difflib.get_close_matches(name, list(registry), n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise UserError(f"unknown {kind} {name!r}: {hint}choose one of {', '.join(sorted(registry))}")

@@ -67,10 +67,38 @@ class FilterSummary(BaseModel):
     kept: int
     kept_share: float
     dropped_because: dict[str, int]
-    precision: float | None = None  # kept answers that are right, by the train labels the pipeline never reads
+    precision: float | None = None  # kept answers that are right, by the train labels (no distilled model trains on them)
     precision_ci: tuple[float, float] | None = None
     train: dict[str, Any] | None = None  # train/<entry>/DONE.json
     not_trained: str | None = None
+
+
+class RoutePoint(BaseModel):
+    threshold: float | None  # None: above every confidence (all inputs to System 2)
+    fallback_share: float
+    accuracy: float
+    mean_tokens: float
+
+
+class RouteSummary(BaseModel):
+    """The router (``route``) on the test items, and how its threshold was chosen on held-out train inputs."""
+
+    label: str
+    distilled: str  # the distilled model's label
+    system2: str  # the System 2 method's label
+    confidence: str  # route.confidence
+    holdout: int  # held-out unlabeled inputs the threshold was chosen on
+    with_reference: int  # ... of which System 2's samples had a majority answer
+    threshold: float | None
+    rule: str
+    holdout_agreement: float | None  # routed answers = System 2's majority answer, held-out inputs
+    system2_agreement: float | None  # System 2's greedy answer = its majority answer, held-out inputs
+    fallback_share: float  # test items sent to System 2
+    accuracy: float
+    mean_tokens: float
+    system2_mean_tokens: float
+    against_system2: Comparison  # paired, on the test items
+    curve: list[RoutePoint]  # every threshold, all-distilled to all-System 2
 
 
 class Results(BaseModel):
@@ -91,6 +119,7 @@ class Results(BaseModel):
     # score. A small model's System 2 "gain" can be a gain in answering at all; this says where chance is.
     constant_baseline: tuple[str, float] | None = None
     gold_answers: int | None = None  # distinct gold answers on the test items
+    routes: list[RouteSummary] = []  # the router (config ``route``), when the run has one
 
     @classmethod
     def load(cls, run_dir: Path) -> Results:
@@ -164,13 +193,14 @@ def _filter_summary(decisions: list[FilterDecision], checks: list[FilterCheck] |
 
 
 def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecision]], checks: list[FilterCheck] | None,
-                  trained: dict[str, dict], stages: dict[str, dict], info: dict[str, Any]) -> Results:
+                  trained: dict[str, dict], stages: dict[str, dict], info: dict[str, Any],
+                  routes: list[dict] = ()) -> Results:
     """Everything in ``results.json``, from the run's records alone.
 
     ``decisions`` and ``trained`` are keyed by distill entry (``trained[entry]`` holds ``done`` —
     the DONE.json record — or ``not_trained``); ``checks`` is ``evaluate/filter_check.jsonl`` (None:
     the task cannot rebuild its train labels); ``info`` carries task, model, metric, extraction_rule,
-    task_version, config and versions.
+    task_version, config and versions; ``routes`` are the router's ``evaluate/route_<entry>.json``.
     """
     by_system: dict[str, list[EvalRow]] = {}
     for r in rows:
@@ -197,7 +227,7 @@ def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecisi
         # Every other baseline on the same items: System 1 prompts, Distill System 1 models, this entry's controls.
         others = [o for o in scores if o.system != baseline.system and complete(o.system) and (
             o.kind == "system1" or (o.kind == "distilled" and (kind.get(o.source) == "system1" or o.source == "system1"))
-            or (o.kind == "control" and o.source == s.source))]
+            or (o.kind == "control" and o.system == f"control_{o.control}_{s.system.removeprefix('distill_')}"))]
         gold = next((o.label for o in others if o.control == "gold"), None)
         verdicts.append(verdict(col(correct, baseline.system), col(correct, s.source), col(correct, s.system),
                                 col(tokens, s.source), col(tokens, s.system),
@@ -215,7 +245,25 @@ def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecisi
         answer, count = gold_counts.most_common(1)[0]
         constant = (answer, count / len(golds))
     return Results(scores=scores, comparisons=comparisons, verdicts=verdicts, filter=summaries, stages=stages,
-                   constant_baseline=constant, gold_answers=len(gold_counts) or None, **info)
+                   constant_baseline=constant, gold_answers=len(gold_counts) or None,
+                   routes=[route_summary(r, by_system) for r in routes if r["system"] in by_system], **info)
+
+
+def route_summary(route: dict, by_system: dict[str, list[EvalRow]]) -> RouteSummary:
+    """The router's rows against System 2's on the same test items, with its choice and curve."""
+    mine, theirs = by_system[route["system"]], {r.id: r for r in by_system[route["system2"]]}
+    other = [theirs[r.id] for r in mine]
+    d = paired_difference([r.correct for r in mine], [r.correct for r in other])
+    choice, n = route["choice"], len(mine)
+    return RouteSummary(
+        label=mine[0].label, distilled=by_system[route["distilled"]][0].label, system2=other[0].label,
+        confidence=route["confidence"], holdout=route["holdout"], with_reference=route["with_reference"],
+        threshold=choice["threshold"], rule=choice["rule"], holdout_agreement=choice["agreement"],
+        system2_agreement=choice["system2_agreement"], fallback_share=sum(bool(r.routed) for r in mine) / n,
+        accuracy=sum(r.correct for r in mine) / n, mean_tokens=sum(r.tokens for r in mine) / n,
+        system2_mean_tokens=sum(r.tokens for r in other) / n,
+        against_system2=Comparison.of(mine[0].label, other[0].label, d),
+        curve=[RoutePoint(**p) for p in route["curve"]])
 
 
 def system1_baseline(scores: list[SystemScore]) -> SystemScore | None:
@@ -300,8 +348,8 @@ def markdown(results: Results, level: int = 1, assets: str = "") -> str:
         lines[-1:-1] = [f"Always answering “{answer}” (the commonest gold answer) would score {pct(share)} on these items."]
     if any(s.kind == "control" for s in results.scores):
         lines += ["", "Controls (distill.controls) are diagnostics, not systems: the same SFT on the same kept inputs with "
-                  "the kept answers shuffled across inputs, or with the train labels (gold), which only they read."]
-    lines += _comparison_lines(results, h) + _filter_lines(results, h)
+                  "the kept answers shuffled across inputs, or with the train labels (gold): the one training set that reads them."]
+    lines += _comparison_lines(results, h) + _route_lines(results, h) + _filter_lines(results, h)
     lines += _answer_lines(results, h)
     lines += _category_lines(results, h)
     lines += _kvote_lines(results, h)
@@ -317,6 +365,37 @@ def markdown(results: Results, level: int = 1, assets: str = "") -> str:
         lines += ["", "Repaired on a rerun (damaged or incomplete files; only what was missing was made again):", *repairs]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results.versions.items()), ""]
     return "\n".join(lines)
+
+
+CURVE_ROWS = 11  # the router's curve in the report: the thresholds nearest 0%, 10%, ..., 100% sent to System 2
+
+
+def _route_lines(results: Results, h: str) -> list[str]:
+    """The router: its chosen point against System 2 (paired), how it was chosen, and its curve."""
+    lines = []
+    for r in results.routes:
+        c = r.against_system2
+        below = "every input" if r.threshold is None else f"confidence below {r.threshold:.3g}"
+        lines += ["", f"{h}# {r.label}", "",
+                  f"{r.distilled} answers; {r.system2} answers where the distilled model's {r.confidence} confidence is "
+                  f"under the threshold ({below}), chosen without labels on {r.holdout} held-out train inputs "
+                  f"({r.with_reference} with a System 2 majority answer): {r.rule}. There, the routed answers agree with "
+                  f"System 2's majority answer on {pct(r.holdout_agreement)}, System 2's greedy answers on "
+                  f"{pct(r.system2_agreement)}.", "",
+                  f"On the test items it sends {pct(r.fallback_share)} to {r.system2} and scores {pct(r.accuracy)}: "
+                  f"{c.points()} against {r.system2}, at {r.mean_tokens:.1f} vs {r.system2_mean_tokens:.1f} tokens per "
+                  f"answer ({pct(r.mean_tokens / r.system2_mean_tokens if r.system2_mean_tokens else None)}).", "",
+                  "| threshold | sent to System 2 | accuracy | #tokens |", "|---|---|---|---|"]
+        shown = {id(min(r.curve, key=lambda p: abs(p.fallback_share - i / (CURVE_ROWS - 1)))) for i in range(CURVE_ROWS)}
+        points = [(p.fallback_share, _threshold(p.threshold), p.accuracy, p.mean_tokens) for p in r.curve if id(p) in shown
+                  and (p.fallback_share, p.accuracy) != (r.fallback_share, r.accuracy)]
+        points.append((r.fallback_share, f"**{_threshold(r.threshold)} (chosen)**", r.accuracy, r.mean_tokens))
+        lines += [f"| {t} | {pct(share)} | {pct(acc)} | {tokens:.1f} |" for share, t, acc, tokens in sorted(points)]
+    return lines
+
+
+def _threshold(t: float | None) -> str:
+    return "above all" if t is None else f"{t:.3g}"
 
 
 def _comparison_lines(results: Results, h: str) -> list[str]:
@@ -342,7 +421,7 @@ def _filter_lines(results: Results, h: str) -> list[str]:
         loss = t.get("final_loss")
         lines.append(f"| {name} | {f.inputs} | {f.kept} | {100 * f.kept_share:.0f}% | {right} "
                      f"| {f.dropped_because or '-'} | {steps} | {'' if loss is None else f'{loss:.4g}'} |")
-    return lines + ["", "Kept answers right = the filter's precision, scored with the train labels that the pipeline never reads."]
+    return lines + ["", "Kept answers right = the filter's precision, scored with the train labels, which distillation never reads (only the gold control trains on them)."]
 
 
 def _answer_lines(results: Results, h: str) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sys2distill import backends, filters, methods, tasks
 from sys2distill.config import RunConfig
 from sys2distill.errors import UserError
-from sys2distill.registry import lookup
+from sys2distill.registry import check_registered, lookup
 
 
 def method_names(cfg: RunConfig) -> set[str]:
@@ -28,4 +28,4 @@ def check_names(cfg: RunConfig) -> None:
         lookup({**methods.REGISTRY, **cfg.chains}, m, "method or chain" if cfg.chains else "method")
     for f in [cfg.filter, *(s.filter for s in cfg.distill.specs if s.filter)]:
         lookup(filters.REGISTRY, f.name, "filter")
-    lookup(backends.REGISTRY, cfg.backend.name, "backend")
+    check_registered(backends.REGISTRY, cfg.backend.name, "backend")

@@ -21,6 +21,7 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)  # cut the text before the first stop string
     seed: int = 0  # sample j of a prompt is reproducible from (seed, prompt, j), whatever the batch
     first_sample: int = 0  # the n samples are j = first_sample … first_sample+n-1 (resume / adaptive sampling)
+    logprobs: bool = False  # fill Completion.logprob (backends that have log-probs; others leave it None)
 
 
 class Backend(Protocol):

@@ -25,7 +25,7 @@ from sys2distill.records import Completion
 SCHEMA = """CREATE TABLE IF NOT EXISTS completions (
     key TEXT PRIMARY KEY, model TEXT, messages TEXT, params TEXT, sample INTEGER,
     text TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT,
-    created REAL)"""
+    created REAL, logprob REAL)"""
 
 
 def model_fingerprint(model: str) -> str:
@@ -61,6 +61,12 @@ def open_database(path: Path, timeout: float = 60.0) -> sqlite3.Connection:
             pause = min(2 * pause, 0.1)
     db.execute("PRAGMA synchronous=FULL")  # fsync each commit: survives an OS crash too, not only kill -9
     db.execute(SCHEMA)
+    if "logprob" not in {row[1] for row in db.execute("PRAGMA table_info(completions)")}:  # a cache made before it
+        try:
+            db.execute("ALTER TABLE completions ADD COLUMN logprob REAL")
+        except sqlite3.OperationalError as err:  # another process added it first
+            if "duplicate column" not in str(err):
+                raise
     return db
 
 
@@ -81,6 +87,8 @@ class CachedBackend:
              "stop": list(params.stop), "seed": params.seed}
         if params.temperature == 0:
             p, j = {**p, "top_p": None, "seed": None}, 0
+        if params.logprobs:  # a completion cached without its log-probs cannot answer a request for them
+            p["logprobs"] = True
         raw = json.dumps([self.identity, messages, p, j], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(raw.encode()).hexdigest(), json.dumps(p)
 
@@ -88,7 +96,7 @@ class CachedBackend:
         found = {}
         for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
             part = keys[start:start + 500]
-            rows = self.db.execute(f"SELECT key, text, prompt_tokens, completion_tokens, finish_reason FROM completions "
+            rows = self.db.execute(f"SELECT key, text, prompt_tokens, completion_tokens, finish_reason, logprob FROM completions "
                                    f"WHERE key IN ({','.join('?' * len(part))})", part)
             found.update({k: Completion(*rest) for k, *rest in rows})
         return found
@@ -106,14 +114,14 @@ class CachedBackend:
             # (seed, prompt, j), so the samples already cached come back the same and are not rewritten.
             outs = self.inner.generate([prompts[i] for i in idx], params)
             new = {k: (k, self.identity, json.dumps(prompts[i], ensure_ascii=False), p, j, c.text, c.prompt_tokens,
-                       c.completion_tokens, c.finish_reason, time.time())
+                       c.completion_tokens, c.finish_reason, time.time(), c.logprob)
                    for i, cs in zip(idx, outs)
                    for j, ((k, p), c) in enumerate(zip(keys[i], cs), params.first_sample) if k not in have}
             self.misses += len(new)
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?)", new.values())
+            self.db.executemany("INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?,?,?,?)", new.values())
             self.db.execute("COMMIT")
-            have.update({k: Completion(*r[5:9]) for k, r in new.items()})
+            have.update({k: Completion(*r[5:9], logprob=r[10]) for k, r in new.items()})
         return [[have[k] for k, _ in row] for row in keys]
 
     def __len__(self) -> int:

@@ -623,7 +623,7 @@ class HFBackend:
     def _generate_batch(self, texts: list[str], ids: list[list[int]], n: int, params: SamplingParams) -> list[list[Completion]]:
         """Decode ``n`` samples for each prompt; ``texts`` (the rendered prompts) seed the samples."""
         # With one sample per prompt there is nothing to share, and splitting attention in two only costs.
-        layout = (SharedRows if self.shared_prefix and n > 1 else PerRowRows)(self, params.max_tokens)
+        layout = (SharedPrefixLayout if self.shared_prefix and n > 1 else PerRowLayout)(self, params.max_tokens)
         logits, mask, positions = self._prefill(ids, layout.cache)
         prompt_lens = mask.sum(-1).tolist()
         layout.start(n, mask, logits.dtype)
@@ -637,7 +637,8 @@ class HFBackend:
             if text is None:
                 text = self.tokenizer.decode(rows.generated[r], skip_special_tokens=True)
             results.append(Completion(text=text.strip(), prompt_tokens=prompt_lens[r // n],
-                                      completion_tokens=len(rows.generated[r]), finish_reason=rows.finish[r]))
+                                      completion_tokens=len(rows.generated[r]), finish_reason=rows.finish[r],
+                                      logprob=rows.logprob[r] if params.logprobs else None))
         return [results[i * n:(i + 1) * n] for i in range(len(texts))]
 
     def _decode(self, layout, rows: Rows, logits: torch.Tensor, next_pos: torch.Tensor, params: SamplingParams) -> None:
@@ -647,7 +648,12 @@ class HFBackend:
             for _ in range(params.max_tokens):
                 if len(logits) > len(rows.live):  # the prefill's logits, or a model without an output layer to hook
                     logits = logits[rows.live]
-                step = self._append(rows, self._next_tokens(logits, rows, params), params)
+                next_ids = self._next_tokens(logits, rows, params)
+                if params.logprobs:  # the model's own probabilities (temperature 1, no top-p) of the chosen tokens
+                    chosen = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(next_ids)[:, None])[:, 0]
+                    for k, value in zip(rows.live, chosen.tolist()):
+                        rows.logprob[rows.in_batch[k]] += value
+                step = self._append(rows, next_ids, params)
                 if not rows.live:
                     break
                 # A finished row costs a row of compute at every later step; dropping it moves a
@@ -706,11 +712,12 @@ class Rows:
         self.generated: list[list[int]] = [[] for _ in generators]
         self.texts: list[str | None] = [None] * len(generators)  # set where a stop string cut the text
         self.finish = ["length"] * len(generators)
+        self.logprob = [0.0] * len(generators)  # summed log-probs of each row's tokens (SamplingParams.logprobs)
         self.in_batch = list(range(len(generators)))  # row id at each batch position, finished rows included
         self.live = list(range(len(generators)))  # batch positions still decoding
 
 
-class SharedRows:
+class SharedPrefixLayout:
     """The shared-prefix layout: each prompt's KV cache once, read by its ``n`` rows (``shared_prefix``). Rows are
     aligned after the prompt: no mask, the prompt mask lives in the cache; only live rows go through the model."""
 
@@ -735,7 +742,7 @@ class SharedRows:
         return [step[k] for k in live], next_pos if subset is None else next_pos[subset], {"shared_prefix": self.cache}
 
 
-class PerRowRows:
+class PerRowLayout:
     """The per-row layout: each row its own KV cache (one sample per prompt, or models without shared-prefix
     attention). Finished rows go through the model too, with a growing attention mask; the output layer skips them."""
 

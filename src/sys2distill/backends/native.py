@@ -42,7 +42,14 @@ FLAGS = ["-O3", "-std=c++17", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512
 
 
 def cpu_flags() -> set[str] | None:
-    """This CPU's feature flags from ``/proc/cpuinfo``; ``None`` where there is none (macOS, Windows)."""
+    """This CPU's feature flags from ``/proc/cpuinfo``; ``None`` where there is none (macOS, Windows).
+
+    ``$SYS2DISTILL_CPU_FLAGS`` (space-separated) replaces them: a CPU without AVX512-BF16 is then what the
+    backend plans for (``dtype: auto`` → fp32, no native kernels) on any machine, so CI tests that path
+    wherever it lands."""
+    forced = os.environ.get("SYS2DISTILL_CPU_FLAGS")
+    if forced is not None:
+        return set(forced.split())
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

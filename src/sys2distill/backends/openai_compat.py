@@ -138,6 +138,8 @@ class OpenAIBackend:
                 "seed": sample_seed(params.seed, json.dumps(messages, sort_keys=True), j) % 2**31}
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.logprobs:
+            body["logprobs"] = True
         return body
 
     async def _gather(self, bodies: list[dict]) -> list[Completion]:
@@ -193,4 +195,16 @@ class OpenAIBackend:
             raise UserError(f"{self.base_url} returned a completion without choices[0].message: use an OpenAI-compatible "
                             "chat-completions server (backend.base_url)") from None
         return Completion(text=text.strip(), prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-                          finish_reason="length" if choice.get("finish_reason") == "length" else "stop")
+                          finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                          logprob=_summed_logprob(choice))
+
+
+def _summed_logprob(choice: dict) -> float | None:
+    """The sum of a chat choice's token log-probs (OpenAI's ``logprobs.content[].logprob``); None without them."""
+    content = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+    if not content:
+        return None
+    try:
+        return float(sum(t["logprob"] for t in content))
+    except (KeyError, TypeError, ValueError):
+        return None

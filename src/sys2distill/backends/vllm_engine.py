@@ -132,6 +132,7 @@ class VLLMBackend:
             # 31 bits, as the openai backend sends: `vllm serve` then draws the same streams
             seed=None if greedy else sample_seed(params.seed, prompt, j) % 2**31,
             skip_special_tokens=True,
+            logprobs=0 if params.logprobs else None,  # 0: the chosen token's own log-prob only (raw, temperature 1)
         )
 
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[list[Completion]]:
@@ -146,6 +147,7 @@ class VLLMBackend:
         outs = self.llm.generate(inputs, requests, use_tqdm=False)  # in request order
         flat = [Completion(text=out.outputs[0].text.strip(), prompt_tokens=len(out.prompt_token_ids),
                            completion_tokens=len(out.outputs[0].token_ids),
-                           finish_reason="length" if out.outputs[0].finish_reason == "length" else "stop")
+                           finish_reason="length" if out.outputs[0].finish_reason == "length" else "stop",
+                           logprob=out.outputs[0].cumulative_logprob if params.logprobs else None)
                 for out in outs]
         return [flat[i * n:(i + 1) * n] * (params.n // n) for i in range(len(prompts))]

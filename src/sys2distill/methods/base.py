@@ -64,7 +64,7 @@ class Method:
 
 def make_step(name: str, messages: Messages, c: Completion) -> Step:
     return Step(name=name, messages=messages, output=c.text, prompt_tokens=c.prompt_tokens,
-                completion_tokens=c.completion_tokens, finish_reason=c.finish_reason)
+                completion_tokens=c.completion_tokens, finish_reason=c.finish_reason, logprob=c.logprob)
 
 
 class SingleStepMethod(Method):

@@ -77,17 +77,22 @@ class FewShotMethod(SingleStepMethod):
             raise UserError(f"method_options.{self.name}.shots must be a positive integer, got {shots!r}")
         if layout not in LAYOUTS:
             raise UserError(f"method_options.{self.name}.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        overridden = sorted({"exemplars", "answer"} & set(self.overrides))
+        if layout == "turns" and overridden:  # chat turns have no template for an override to replace
+            raise UserError(f"prompts.{self.name}.{overridden[0]} is a template of the inline layout: set "
+                            f"method_options.{self.name}.layout to inline (or auto), or drop the override")
 
     @staticmethod
     def reply(example: WorkedExample) -> str:
         raise NotImplementedError
 
     def examples(self) -> tuple[list[WorkedExample], str]:
-        """The exemplars and their layout: the task's own in chat turns, else Wei et al.'s inline."""
+        """The exemplars and their layout: the task's own in chat turns, else Wei et al.'s inline; an
+        overridden ``answer`` template keeps the task's exemplars but writes them inline, into it."""
         own = [] if "exemplars" in self.overrides else self.task.worked_examples(self.options["shots"])
         layout = self.options["layout"]
         if layout == "auto":
-            layout = "turns" if own else "inline"
+            layout = "turns" if own and "answer" not in self.overrides else "inline"
         return own or WEI_EXAMPLES, layout
 
     def exemplar_block(self, examples: list[WorkedExample]) -> str:

@@ -4,7 +4,8 @@ Greedy answers of each ``evaluate.systems`` method, of each distilled model (ask
 and of each control model, scored into ``evaluate/rows.jsonl`` — one ``EvalRow`` per (system, test item),
 every number of the report a function of them; with ``evaluate.k_votes`` also k sampled answers per item
 (Table 4), and System 2's answers on the test inputs for the distilled models' fidelity. The filter's kept
-answers are scored against the train labels (``evaluate/filter_check.jsonl``), which only this stage reads.
+answers are scored against the train labels (``evaluate/filter_check.jsonl``), which distillation never reads
+(of the other stages only the filter's gold control does: ``distill.controls``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from sys2distill.models import model_identity
 from sys2distill.records import Example, FilterDecision, Trace, read_records, write_jsonl
 from sys2distill.stages.context import Reads, RunContext
 from sys2distill.stages.generate import ENGINE, MODEL, SAMPLING
+from sys2distill.stages.routing import route_rows
 
 READS = Reads(keys=(*MODEL, "distill.methods", "evaluate", *SAMPLING, "generation.num_samples"),
-              neutral=(*ENGINE, "generation.chunk_sequences"), extends=("distill.controls",),
+              neutral=(*ENGINE, "generation.chunk_sequences"), extends=("distill.controls", "route"),
               writes=("evaluate", "data/test.jsonl"))
 
 
@@ -49,6 +51,8 @@ def run(ctx: RunContext) -> None:
                            kind="system1" if m.system1 else "system2", ks=ev.k_votes, samples=voted[name])
     for spec in ctx.distilled_specs():
         rows += distilled_rows(ctx, spec, test, greedy, greedy_traces, voted)
+    if ctx.cfg.route is not None:
+        rows += route_rows(ctx, test, rows)
     write_jsonl(ctx.dir / rundir.ROWS, rows)
     labeled = ctx.train_labels()
     if labeled is not None:

@@ -52,7 +52,7 @@ def run(ctx: RunContext) -> None:
         write_dataset_card(ctx.dir / "distill" / f"{spec.key}.jsonl", run_config=ctx.cfg)
         for control in ctx.controls(spec):
             gold = None
-            if control == "gold":
+            if control == "gold" and records:  # nothing kept: an empty control, trained never (on_empty: skip)
                 labeled = ctx.train_labels()
                 if labeled is None:
                     raise UserError(f"distill.controls: gold needs the train labels, and task {ctx.cfg.task.name!r} "

@@ -20,7 +20,7 @@ from sys2distill.tracking import stage_tokens
 # The report copies the whole config into results.json; every value that changes a number is in an
 # earlier stage's fingerprint, which the report's includes.
 READS = Reads(keys=("model", "task", "distill.methods"), neutral=tuple(RunConfig.model_fields),
-              extends=("distill.controls",),
+              extends=("distill.controls", "route"),
               writes=(rundir.RESULTS_JSON, rundir.RESULTS_MD, rundir.PLOT, f"train/*/{rundir.CARD}"))
 TIMED = ("generate", "filter", "train", "evaluate")  # the stages whose wall time and memory the report shows
 
@@ -63,5 +63,6 @@ def run(ctx: RunContext) -> None:
         stages=stage_records(ctx),
         info={"task": ctx.cfg.task.name, "model": model_identity(ctx.cfg.model), "metric": ctx.task.metric,
               "extraction_rule": ctx.task.extraction_rule, "task_version": ctx.task.version,
-              "config": ctx.cfg.model_dump(), "versions": versions()}), ctx.dir)
+              "config": ctx.cfg.model_dump(), "versions": versions()},
+        routes=[json.loads(f.read_text()) for f in sorted((ctx.dir / "evaluate").glob("route_*.json"))]), ctx.dir)
     write_model_cards(ctx.dir, ctx.cfg)  # each checkpoint's card gets the results table

@@ -63,7 +63,8 @@ class WorkedExample:
 class Task:
     """A task: ``load(split)`` gives examples; ``extract_answer`` and ``is_correct`` score text.
 
-    Labels (``Example.answer``) are for the evaluator only: distillation never reads them.
+    Labels (``Example.answer``) are for the evaluator and the diagnostic gold control only: distillation
+    never reads them.
     """
 
     name: ClassVar[str]

@@ -262,6 +262,7 @@ class DatasetTask(Task):
         self.answers = self._answer_type(pattern)
         self.extraction_rule = self.answers.rule
         self._rows: dict[str, list[tuple[int, dict]]] = {}
+        self._row_maps: dict[str, dict[int, dict]] = {}
 
     def _answer_type(self, pattern: str | None, num_options: int = len(LETTERS)) -> AnswerType:
         if self.answer_type == "regex":
@@ -326,14 +327,7 @@ class DatasetTask(Task):
 
     def _examples(self, split: str, line: int, row: dict) -> list[Example]:
         where = f"{self._where(split)} row {line + 1}"
-        fields = dict(row)
-        if self.options_field:
-            opts = row.get(self.options_field)
-            if not isinstance(opts, list) or not 2 <= len(opts) <= len(LETTERS):
-                raise UserError(f"{where}: field {self.options_field!r} (task.options.choices) must be a list of 2 to 26 "
-                                f"options, got {opts!r}")
-            fields["options"] = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
-        question = self._render(fields, where)
+        question = self.render_question(row, where)
         gold = self._gold(split, row, where)
         meta: dict[str, Any] = {"source": self.source_label, "row": line + 1}  # 1-based, as errors name rows
         if self.group:
@@ -343,6 +337,18 @@ class DatasetTask(Task):
         a, b = (str(self._field(row, f, where, "task.options.responses")) for f in self.responses)
         return both_orders(f"{self.name}-{split}-{line:04d}", question, a, b,
                            None if gold is None else 1 if gold == "A" else 2, meta)
+
+    def render_question(self, row: dict, where: str) -> str:
+        """A row's question: the template filled in from its fields (a choice list lettered as ``{options}``);
+        also for rows of a file the run never saw (``sys2distill answer``)."""
+        fields = dict(row)
+        if self.options_field:
+            opts = row.get(self.options_field)
+            if not isinstance(opts, list) or not 2 <= len(opts) <= len(LETTERS):
+                raise UserError(f"{where}: field {self.options_field!r} (task.options.choices) must be a list of 2 to 26 "
+                                f"options, got {opts!r}")
+            fields["options"] = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
+        return self._render(fields, where)
 
     def _render(self, fields: dict, where: str) -> str:
         try:
@@ -408,11 +414,19 @@ class DatasetTask(Task):
         """What a prompt may use besides ``{question}``: the item's row fields, except the gold answer's (a step
         reading it would hand the label to the model), and a pair's responses in the order shown."""
         split = next((sp for sp in SPLITS if example.id.startswith(f"{self.name}-{sp}-")), None)
-        row = dict(self.rows(split)).get(example.metadata.get("row", 0) - 1, {}) if split else {}
+        md = example.metadata
+        index = md["row"] - 1 if "row" in md else md.get("line")  # "line" (0-based): run folders before "row"
+        row = self._row_map(split).get(index, {}) if split else {}
         fields = {k: v for k, v in row.items() if k != self.answer and k != "question"}
         if self.answer_type == "judge_pair":
             fields.update(response_a=example.metadata["response_a"], response_b=example.metadata["response_b"])
         return fields
+
+    def _row_map(self, split: str) -> dict[int, dict]:
+        """The split's rows by 0-based row number, built once (a prompt per item looks its row up)."""
+        if split not in self._row_maps:
+            self._row_maps[split] = dict(self.rows(split))
+        return self._row_maps[split]
 
     @property
     def prompt_variant(self) -> str:

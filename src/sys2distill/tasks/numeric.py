@@ -76,6 +76,9 @@ class NumberTask(Task):
     def load(self, split: str) -> list[Example]:
         check_choice(split, SPLITS, "split")
         if split == "test" and self.items is not None:
+            if len(self.items) < self.test_size:
+                raise UserError(f"task.options.path {self.path} has {len(self.items)} items, fewer than "
+                                f"task.test_size={self.test_size}: set task.test_size={len(self.items)} or add items")
             return [Example(id=f"{self.name}-test-{i:04d}", question=it["question"], answer=it["answer"].strip(),
                             metadata={"source": self.path}) for i, it in enumerate(self.items[: self.test_size])]
         avoid = {it["question"] for it in self.items or ()}
