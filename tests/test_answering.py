@@ -78,3 +78,34 @@ def test_inputs_in_the_tasks_format_and_their_mistakes(tmp_path):
         read_inputs(TASKS["last_letter"](), tmp_path / "q.jsonl")
     with pytest.raises(UserError, match="input file .*missing.jsonl not found"):
         read_inputs(lookup, tmp_path / "missing.jsonl")
+
+
+def test_answer_killed_with_sigkill_resumes_with_nothing_lost_or_twice(tmp_path, tiny):  # noqa: F811
+    """The command as a user runs it, on the distilled checkpoint a run left on disk, killed mid-file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = make(tmp_path, tiny)
+    p.run()
+    questions = [f"Take the last letters of the words in \"Word{i} Other{i}\" and concatenate them." for i in range(300)]
+    inputs = write_questions(tmp_path / "many.jsonl", questions)
+    cmd = [sys.executable, "-m", "sys2distill", "answer", str(p.dir), "--input", str(inputs), "--system",
+           "distilled:rar_2step", "generation.chunk_sequences=8"]
+    traces = p.dir / "answers" / "many.distilled-rar_2step.traces.jsonl"
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not traces.exists() or traces.read_bytes().count(b"\n") < 16):
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    written = traces.read_bytes().count(b"\n")
+    assert 16 <= written < 300, written  # killed part-way
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    ids = [t.example_id for t in read_records(traces, Trace)]
+    assert sorted(ids) == [f"input-{i:05d}" for i in range(1, 301)]  # each input once: none lost, none twice
+    answers = read_records(p.dir / "answers" / "many.distilled-rar_2step.jsonl", Answer)
+    assert [a.row for a in answers] == list(range(1, 301)) and "300 inputs" in r.stdout

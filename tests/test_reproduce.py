@@ -77,8 +77,8 @@ def test_reproduce_reports_failures_resumes_and_renders(tmp_path, tiny, monkeypa
         shot = out / "report.png"
         page_.screenshot(path=str(shot), full_page=True)
         b.close()
-    # summary + (results, paired with System 1, filter, stages) per experiment
-    assert len(tables) == 1 + 4 * 2 and all(rows >= 2 and height > 20 for rows, height in tables)
+    # summary + (results, paired with System 1, filter, answers, stages) per experiment
+    assert len(tables) == 1 + 5 * 2 and all(rows >= 2 and height > 20 for rows, height in tables)
     assert len(images) == 2 and all(done and natural > 100 and shown > 100 for done, natural, shown in images)
     from PIL import Image
 
