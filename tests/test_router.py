@@ -61,7 +61,9 @@ def test_the_router_is_scored_as_a_system_and_added_to_a_finished_run(tmp_path, 
     assert choice["choice"]["fallback_share"] <= 0.5 and len(choice["curve"]) >= 2
     (route,) = results.routes
     assert route.label == "Router: Distilled RaR 2-step → RaR 2-step" and route.against_system2.n == 4
-    assert "## Router: Distilled RaR 2-step → RaR 2-step" in (d / "results.md").read_text()
+    md = (d / "results.md").read_text()
+    assert "## Router: Distilled RaR 2-step → RaR 2-step" in md
+    assert ("It costs more than RaR 2-step alone" in md) == (route.mean_tokens > route.system2_mean_tokens)
     with pytest.raises(UserError, match="route.entry 'nope' is not a trained distill entry of this run"):
         make(tmp_path, tiny, "route={entry: nope}").run()
 

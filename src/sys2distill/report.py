@@ -97,6 +97,8 @@ class RouteSummary(BaseModel):
     accuracy: float
     mean_tokens: float
     system2_mean_tokens: float
+    distilled_accuracy: float = 0.0
+    distilled_mean_tokens: float = 0.0
     against_system2: Comparison  # paired, on the test items
     curve: list[RoutePoint]  # every threshold, all-distilled to all-System 2
 
@@ -252,7 +254,7 @@ def build_results(rows: list[EvalRow], *, decisions: dict[str, list[FilterDecisi
 def route_summary(route: dict, by_system: dict[str, list[EvalRow]]) -> RouteSummary:
     """The router's rows against System 2's on the same test items, with its choice and curve."""
     mine, theirs = by_system[route["system"]], {r.id: r for r in by_system[route["system2"]]}
-    other = [theirs[r.id] for r in mine]
+    other, distilled = [theirs[r.id] for r in mine], by_system[route["distilled"]]
     d = paired_difference([r.correct for r in mine], [r.correct for r in other])
     choice, n = route["choice"], len(mine)
     return RouteSummary(
@@ -262,6 +264,8 @@ def route_summary(route: dict, by_system: dict[str, list[EvalRow]]) -> RouteSumm
         system2_agreement=choice["system2_agreement"], fallback_share=sum(bool(r.routed) for r in mine) / n,
         accuracy=sum(r.correct for r in mine) / n, mean_tokens=sum(r.tokens for r in mine) / n,
         system2_mean_tokens=sum(r.tokens for r in other) / n,
+        distilled_accuracy=sum(r.correct for r in distilled) / len(distilled),
+        distilled_mean_tokens=sum(r.tokens for r in distilled) / len(distilled),
         against_system2=Comparison.of(mine[0].label, other[0].label, d),
         curve=[RoutePoint(**p) for p in route["curve"]])
 
@@ -384,7 +388,11 @@ def _route_lines(results: Results, h: str) -> list[str]:
                   f"{pct(r.system2_agreement)}.", "",
                   f"On the test items it sends {pct(r.fallback_share)} to {r.system2} and scores {pct(r.accuracy)}: "
                   f"{c.points()} against {r.system2}, at {r.mean_tokens:.1f} vs {r.system2_mean_tokens:.1f} tokens per "
-                  f"answer ({pct(r.mean_tokens / r.system2_mean_tokens if r.system2_mean_tokens else None)}).", "",
+                  f"answer ({pct(r.mean_tokens / r.system2_mean_tokens if r.system2_mean_tokens else None)})."
+                  + (f" It costs more than {r.system2} alone: {r.distilled} answers every input first "
+                     f"({r.distilled_mean_tokens:.1f} tokens per answer, {pct(r.distilled_accuracy)} right), and "
+                     f"{pct(r.fallback_share)} of the inputs then go to {r.system2} as well."
+                     if r.mean_tokens > r.system2_mean_tokens else ""), "",
                   "| threshold | sent to System 2 | accuracy | #tokens |", "|---|---|---|---|"]
         shown = {id(min(r.curve, key=lambda p: abs(p.fallback_share - i / (CURVE_ROWS - 1)))) for i in range(CURVE_ROWS)}
         points = [(p.fallback_share, _threshold(p.threshold), p.accuracy, p.mean_tokens) for p in r.curve if id(p) in shown
