@@ -7,6 +7,7 @@ import pytest
 from test_pipeline import make, tiny  # noqa: F401  (tiny: the fixture)
 
 from sys2distill import router
+from sys2distill.answering import Answer, answer_file
 from sys2distill.errors import UserError
 from sys2distill.evaluator import EvalRow
 from sys2distill.records import Trace, read_records
@@ -64,6 +65,18 @@ def test_the_router_is_scored_as_a_system_and_added_to_a_finished_run(tmp_path, 
     md = (d / "results.md").read_text()
     assert "## Router: Distilled RaR 2-step → RaR 2-step" in md
     assert ("It costs more than RaR 2-step alone" in md) == (route.mean_tokens > route.system2_mean_tokens)
+    # The same router on new inputs (sys2distill answer --system route): its threshold, System 2 where unsure.
+    inputs = tmp_path / "new.jsonl"
+    inputs.write_text("".join(json.dumps({"question": f"Take the last letters of the words in \"A{i} B{i}\" and "
+                                                      "concatenate them.", "num_words": 2}) + "\n" for i in range(6)))
+    answers = read_records(answer_file(make(tmp_path, tiny, "route={holdout: 10, budget: 0.5}"), inputs, "route"), Answer)
+    threshold = choice["choice"]["threshold"] or math.inf
+    assert [a.routed for a in answers] == [a.confidence < threshold for a in answers]
+    fallback = {t.example_id: t for t in read_records(d / "answers" / "new.route.traces_rar_2step.jsonl", Trace)}
+    assert set(fallback) == {a.id for a in answers if a.routed}
+    assert all(a.output == fallback[a.id].final for a in answers if a.routed)
+    with pytest.raises(UserError, match="has no router: run `sys2distill run"):
+        answer_file(make(tmp_path, tiny), inputs, "route")
     with pytest.raises(UserError, match="route.entry 'nope' is not a trained distill entry of this run"):
         make(tmp_path, tiny, "route={entry: nope}").run()
 

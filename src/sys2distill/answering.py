@@ -3,7 +3,8 @@
 The paper stops at the test split; a user's next step is to put the distilled model to work. A system is
 ``distilled:<entry>`` — the checkpoint of ``train/<entry>`` asked with the System 1 prompt, the answer
 without reasoning tokens (arXiv 2407.06023 Sec. 2: System 1 after distillation) — or any method of the
-run's config (``system1``, ``cot_fewshot``, a chain) on the run's base model. Answers are greedy, as the
+run's config (``system1``, ``cot_fewshot``, a chain) on the run's base model, or ``route``: the run's router
+(config ``route``), the distilled answer where it is sure, System 2's where not. Answers are greedy, as the
 evaluate stage's are, and each carries a label-free confidence: the probability the model gives its own
 final output (the product of its tokens' probabilities at temperature 1, from the backend's log-probs; for
 a distilled answer-only model that output is the answer sentence, so it is the probability of the answer).
@@ -29,6 +30,7 @@ from sys2distill.records import Example, write_jsonl
 from sys2distill.registry import check_registered
 
 DISTILLED = "distilled:"
+ROUTE = "route"  # the run's router (config ``route``)
 ANSWERS = "answers"
 
 
@@ -44,6 +46,7 @@ class Answer:
     tokens: int  # generated tokens, every step's
     confidence: float | None  # probability of the final output under the model; None: the backend gave no log-probs
     system: str
+    routed: bool | None = None  # --system route: System 2 answered (the distilled model was unsure)
 
 
 def read_inputs(task, path: str | Path) -> list[Example]:
@@ -85,20 +88,57 @@ def answer_file(pipeline, input_path: str | Path, system: str | None = None, out
 
     ctx = pipeline.ctx
     system = system or default_system(ctx)
-    method, checkpoint = resolve(ctx, system)
+    method, checkpoint = (None, None) if system == ROUTE else resolve(ctx, system)
     examples = read_inputs(ctx.task, input_path)
     folder = Path(out_dir) if out_dir else ctx.dir / ANSWERS
     stem = f"{Path(input_path).stem}.{system.replace(':', '-')}"
-    traces_path = folder / f"{stem}.traces.jsonl"
     check_same_input(folder / f"{stem}.input.json", input_path, system, ctx.cfg.evaluate.max_tokens)
-    backend = build_backend(ctx.cfg.backend, str(checkpoint), ctx.dir, checkpoint=True) if checkpoint else ctx.backend()
-    params = SamplingParams(n=1, temperature=0.0, max_tokens=ctx.cfg.evaluate.max_tokens, logprobs=True)
-    traces = run_method(method, examples, backend, params, traces_path, ctx.cfg.generation.chunk_sequences,
-                        desc=f"answer {system}")
-    answers = [to_answer(ex, traces[ex.id][0], system) for ex in examples]
+    if system == ROUTE:
+        answers = routed_answers(ctx, examples, folder, stem)
+    else:
+        backend = build_backend(ctx.cfg.backend, str(checkpoint), ctx.dir, checkpoint=True) if checkpoint else ctx.backend()
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=ctx.cfg.evaluate.max_tokens, logprobs=True)
+        traces = run_method(method, examples, backend, params, folder / f"{stem}.traces.jsonl",
+                            ctx.cfg.generation.chunk_sequences, desc=f"answer {system}")
+        answers = [to_answer(ex, traces[ex.id][0], system) for ex in examples]
     out = folder / f"{stem}.jsonl"
     write_jsonl(out, answers)
     return out
+
+
+def routed_answers(ctx, examples: list[Example], folder: Path, stem: str) -> list[Answer]:
+    """The run's router (config ``route``, scored by its evaluate stage) on new inputs: the distilled answer
+    where its confidence reaches the threshold chosen there, System 2's where it does not."""
+    from sys2distill.backends.build import build_backend
+    from sys2distill.generation import load_traces, run_method
+    from sys2distill.stages.routing import confidences, route_spec
+
+    if ctx.cfg.route is None:
+        raise UserError(f"{ctx.dir} has no router: run `sys2distill run {ctx.dir} 'route={{}}'` first, then answer "
+                        "with --system route")
+    spec = route_spec(ctx)
+    record = rundir.read_json(ctx.dir / "evaluate" / f"route_{spec.key}.json")
+    if record is None:
+        raise UserError(f"{ctx.dir}/evaluate/route_{spec.key}.json is missing: run `sys2distill run {ctx.dir}` so "
+                        "the evaluate stage chooses the router's threshold")
+    threshold = record["choice"]["threshold"]
+    threshold = math.inf if threshold is None else threshold
+    checkpoint = ctx.dir / "train" / spec.key
+    model = build_backend(ctx.cfg.backend, str(checkpoint), ctx.dir, checkpoint=True)
+    confidence, _, cost = confidences(ctx, model, examples, folder, f"{stem}.traces")
+    first = load_traces(folder / f"{stem}.traces_distilled.jsonl")
+    unsure = [ex for ex, c in zip(examples, confidence) if c < threshold]
+    greedy = SamplingParams(n=1, temperature=0.0, max_tokens=ctx.cfg.evaluate.max_tokens)
+    fallback = run_method(ctx.method(spec.method), unsure, ctx.backend(), greedy, folder / f"{stem}.traces_{spec.method}.jsonl",
+                          ctx.cfg.generation.chunk_sequences, desc=f"answer route: {spec.method} on {len(unsure)} unsure")
+    answers = []
+    for ex, c, extra in zip(examples, confidence, cost):
+        own, other = first[ex.id][0], (fallback.get(ex.id) or [None])[0]
+        chosen = other or own
+        answers.append(Answer(id=ex.id, row=ex.metadata["row"], question=ex.question, answer=chosen.answer,
+                              output=chosen.final, tokens=own.tokens + extra + (other.tokens if other else 0),
+                              confidence=c, system=ROUTE, routed=other is not None))
+    return answers
 
 
 def default_system(ctx) -> str:

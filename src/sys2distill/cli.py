@@ -263,9 +263,10 @@ def push(run_dir: Annotated[str, typer.Argument(metavar="RUN", help="A run folde
 def answer(run_dir: Annotated[str, typer.Argument(metavar="RUN", help="A run folder (runs/<name>) or the config it ran with.")],
            input: Annotated[str, typer.Option("--input", help="A JSONL, CSV or Parquet file of rows in the run's task "
                                                                "format (built-in tasks: a 'question' field).")],
-           system: Annotated[Optional[str], typer.Option(help="distilled:ENTRY (a trained distill entry) or a method "
-                                                              "of the run (system1, cot_fewshot, ...); default: the "
-                                                              "first distilled System 2 model.")] = None,
+           system: Annotated[Optional[str], typer.Option(help="distilled:ENTRY (a trained distill entry), a method "
+                                                              "of the run (system1, cot_fewshot, ...) or route (the "
+                                                              "run's router); default: the first distilled System 2 "
+                                                              "model.")] = None,
            output: Annotated[Optional[str], typer.Option(help="Folder for the answers (default: RUN/answers).")] = None,
            overrides: Overrides = None):
     """Answer new inputs with a distilled model (or a method of the run), greedy, with a confidence.
